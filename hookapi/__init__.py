@@ -1,0 +1,58 @@
+"""hookapi: an asyncio client for the Hook API.
+
+Post chat messages into a workspace Desktop as a bot, with nothing but a hook id and secret:
+throttled from the service's rate-limit headers, retried safely, and with the secret kept out
+of every log, error and repr.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._client import AsyncHookClient, PostResult
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    Delivery,
+    HookAPIError,
+    InternalServerError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    ServiceUnavailableError,
+)
+from ._ratelimit import RateLimit
+from ._retry import RetryPolicy
+from ._secrets import Secret
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncHookClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "Delivery",
+    "HookAPIError",
+    "InternalServerError",
+    "InvalidInputError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PostResult",
+    "RateLimit",
+    "RateLimitError",
+    "RetryPolicy",
+    "Secret",
+    "ServerError",
+    "ServiceUnavailableError",
+    "__version__",
+]

@@ -1,0 +1,485 @@
+"""The async client: options, lifecycle, and :meth:`AsyncHookClient.post_message`.
+
+The client builds each request with ``***`` in place of the secret and hands it straight to
+its transport stack (no ``httpx.AsyncClient``: this API needs no cookies, redirects or auth
+flows, and skipping them keeps the per-message cost close to the bare transport's).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+import httpx
+
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ClientClosedError,
+    Delivery,
+    HookAPIError,
+    InvalidInputError,
+    RateLimitError,
+    status_error_class,
+)
+from ._ratelimit import Pacer, QuotaWaitTooLong, RateLimit, parse_retry_after
+from ._retry import RetryPolicy, call_with_retries
+from ._secrets import PLACEHOLDER, Secret, check_token
+from ._transport import DEADLINE_EXTENSION, RATE_LIMIT_EXTENSION, RateLimitTransport, delivery_of
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["AsyncHookClient", "PostResult"]
+
+ENV_VAR = "HOOKAPI_URL"
+#: Error bodies are read up to this many bytes; the rest is discarded.
+MAX_ERROR_BODY = 64 * 1024
+_SNIPPET = 200
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostResult:
+    """What a successful :meth:`AsyncHookClient.post_message` learned.
+
+    Attributes:
+        status_code: The success status (the service answers 200).
+        attempts: Requests started, 1 when the first one succeeded.
+        rate_limit: The rate-limit headers of the successful answer, if it had any.
+        elapsed: Seconds the call took, throttle waits and retries included.
+    """
+
+    status_code: int
+    attempts: int
+    rate_limit: RateLimit | None
+    elapsed: float
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str | httpx.URL, *, allow_insecure_http: bool) -> httpx.URL:
+    try:
+        url = httpx.URL(base_url)
+    except (TypeError, httpx.InvalidURL) as exc:
+        raise InvalidInputError(f"base_url is not a valid URL ({exc}).") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidInputError("base_url must be an absolute http:// or https:// URL.")
+    if url.userinfo:
+        raise InvalidInputError("base_url must not hold a user name or password.")
+    if url.query or url.fragment:
+        raise InvalidInputError("base_url must not have a query or a fragment.")
+    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+        raise InvalidInputError(
+            f"base_url {url.scheme}://{url.host} is plain http to a host that is not loopback: "
+            "the secret would cross the network in clear. Use https, or pass "
+            "allow_insecure_http=True if you really mean it."
+        )
+    return url
+
+
+def _encode_message(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise InvalidInputError(f"The message must be a str, not {type(text).__name__}.")
+    if not text.strip():
+        raise InvalidInputError("The message must not be empty or only whitespace.")
+    body = json.dumps({"message": text}, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return body.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"The message cannot be encoded as UTF-8 (a lone surrogate at index {exc.start})."
+        ) from None
+
+
+def _check_timeout(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{name} must be a number of seconds, not {type(value).__name__}.")
+    if math.isnan(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be more than 0 seconds, not {value!r}.")
+    return float(value)
+
+
+class AsyncHookClient:
+    """Posts chat messages through one hook, as its bot account.
+
+    One client serves any number of concurrent tasks: they share one connection pool and one
+    view of the hook's quota, so together they never start a request the quota would refuse.
+
+    Args:
+        hook_id: The hook's id (shown in reprs and errors; it is not a credential).
+        secret: The hook's secret (never shown anywhere).
+        base_url: Where the service's hooks live; the request goes to
+            ``{base_url}/{hook_id}/{secret}/message``.
+        timeout: Seconds each attempt may take (the service's own examples use 10).
+        retry: The :class:`RetryPolicy`; default ``RetryPolicy()``.
+        transport: The inner ``httpx.AsyncBaseTransport`` doing the I/O (default: httpx's own,
+            closed with the client). An injected one belongs to its owner and is not closed.
+        allow_insecure_http: Allow plain ``http://`` to a host that is not loopback.
+        max_connections: Connections the default transport may open.
+        user_agent: Sent as ``User-Agent``; default ``hookapi/<version>``.
+
+    Example:
+        >>> import anyio, hookapi
+        >>> async def main() -> None:
+        ...     async with hookapi.AsyncHookClient.from_env() as client:
+        ...         result = await client.post_message("Deploy finished")
+        ...         print(result.rate_limit)
+    """
+
+    def __init__(
+        self,
+        *,
+        hook_id: str,
+        secret: str | Secret,
+        base_url: str | httpx.URL,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        allow_insecure_http: bool = False,
+        max_connections: int = 32,
+        user_agent: str | None = None,
+    ) -> None:
+        from . import __version__  # noqa: PLC0415  (the package imports this module)
+
+        try:
+            self._hook_id = check_token(hook_id, what="hook_id", show=True)
+            self._secret = secret if isinstance(secret, Secret) else Secret(secret)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(str(exc)) from None
+        self._base_url = _check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self._timeout = _check_timeout("timeout", timeout)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidInputError(f"retry must be a RetryPolicy, not {type(retry).__name__}.")
+        self._retry = retry or RetryPolicy()
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise InvalidInputError("max_connections must be an int.")
+        if max_connections < 1:
+            raise InvalidInputError(f"max_connections must be at least 1, not {max_connections}.")
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise InvalidInputError(
+                f"transport must be an httpx.AsyncBaseTransport, not {type(transport).__name__}."
+            )
+        path = f"{self._base_url.path.rstrip('/')}/{self._hook_id}/{{}}/message"
+        self._url = self._base_url.copy_with(path=path.format(PLACEHOLDER))
+        self._url_text = str(self._url)
+        own = transport is None
+        inner = transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            )
+        )
+        self._pacer = Pacer(label=self._url_text)
+        self._transport = RateLimitTransport(
+            inner,
+            pacer=self._pacer,
+            real_url=self._base_url.copy_with(path=path.format(self._secret.reveal())),
+            own_inner=own,
+        )
+        self._headers = httpx.Headers(
+            {
+                "Content-Type": "application/json",
+                "Accept": "*/*",
+                "User-Agent": user_agent or f"hookapi/{__version__}",
+            }
+        )
+        self._rate_limit: RateLimit | None = None
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build a client from the full hook URL a user copied.
+
+        Args:
+            url: ``{base}/{hook_id}/{secret}``, with or without a trailing ``/message``.
+            **options: Any other :class:`AsyncHookClient` keyword argument.
+
+        Raises:
+            InvalidInputError: The URL does not have that shape (the error never shows it).
+        """
+        if not isinstance(url, str):
+            raise InvalidInputError(f"The hook URL must be a str, not {type(url).__name__}.")
+        try:
+            parsed = httpx.URL(url.strip())
+        except httpx.InvalidURL:
+            raise InvalidInputError("The hook URL is not a valid URL.") from None
+        if parsed.query or parsed.fragment:
+            raise InvalidInputError("The hook URL must not have a query or a fragment.")
+        segments = parsed.path.rstrip("/").split("/")
+        if segments and segments[-1] == "message":
+            segments.pop()
+        if len(segments) < 3 or not segments[-1] or not segments[-2]:
+            raise InvalidInputError(
+                "The hook URL must look like https://host/path/{hook_id}/{secret}[/message]."
+            )
+        base = parsed.copy_with(path="/".join(segments[:-2]) or "/")
+        return cls(hook_id=segments[-2], secret=segments[-1], base_url=base, **options)
+
+    @classmethod
+    def from_env(cls, *, env_var: str = ENV_VAR, **options: Any) -> Self:
+        """Build a client from the hook URL in the ``HOOKAPI_URL`` environment variable.
+
+        Raises:
+            InvalidInputError: The variable is unset, empty, or not a hook URL.
+        """
+        url = os.environ.get(env_var, "").strip()
+        if not url:
+            raise InvalidInputError(f"The environment variable {env_var} is not set.")
+        return cls.from_url(url, **options)
+
+    @property
+    def hook_id(self) -> str:
+        """The hook's id."""
+        return self._hook_id
+
+    @property
+    def url(self) -> str:
+        """The message URL with the secret shown as ``***``."""
+        return self._url_text
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The latest rate-limit headers seen for this hook, or ``None``."""
+        return self._rate_limit
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy this client applies."""
+        return self._retry
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` has been called."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        base = str(self._base_url).rstrip("/")
+        return f"<AsyncHookClient base_url={base!r} hook_id={self._hook_id!r}>"
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise ClientClosedError("This AsyncHookClient is closed and cannot be reopened.")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections this client opened; calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._transport.aclose()
+
+    async def post_message(
+        self, text: str, *, timeout: float | None = None, deadline: float | None = None
+    ) -> PostResult:
+        """Post ``text`` to the hook's Desktop as the bot, throttled and retried.
+
+        Args:
+            text: The message; a non-empty ``str`` that encodes as UTF-8.
+            timeout: Seconds each attempt may take (default: the client's ``timeout``).
+            deadline: Seconds the whole call may take, throttle waits, attempts and backoff
+                included (default: the retry policy's ``deadline``).
+
+        Returns:
+            What the successful answer said.
+
+        Raises:
+            InvalidInputError: Bad input, refused before any request.
+            ClientClosedError: The client is closed.
+            APIStatusError: The service refused (a subclass per status), after any retries.
+            RateLimitError: Over quota; ``local`` is True when the client refused itself
+                because the quota could not come back before the deadline.
+            APIConnectionError: No answer, after any retries; ``delivery`` says whether the
+                message may nevertheless have been posted.
+        """
+        if self._closed:
+            raise ClientClosedError("This AsyncHookClient is closed; create a new one.")
+        body = _encode_message(text)
+        attempt_timeout = self._timeout if timeout is None else _check_timeout("timeout", timeout)
+        total = self._retry.deadline if deadline is None else _check_timeout("deadline", deadline)
+        started = anyio.current_time()
+        deadline_at = started + total
+        call = _Call(self, body, attempt_timeout, deadline_at)
+        with anyio.CancelScope(deadline=deadline_at) as scope:
+            response = await call_with_retries(
+                self._retry, call.attempt, deadline_at=deadline_at, what=f"POST {self._url_text}"
+            )
+            return PostResult(
+                status_code=response.status_code,
+                attempts=call.attempts,
+                rate_limit=response.extensions.get(RATE_LIMIT_EXTENSION),
+                elapsed=anyio.current_time() - started,
+            )
+        assert scope.cancelled_caught  # noqa: S101  (the only way out of the block without return)
+        raise APITimeoutError(
+            f"POST {self._url_text} did not finish within its {total:g} s deadline.",
+            url=self._url_text,
+            delivery=Delivery.UNKNOWN if call.sending else Delivery.NOT_SENT,
+            attempts=call.attempts,
+        )
+
+    async def _send(self, call: _Call, attempt: int) -> httpx.Response:
+        remaining = call.deadline_at - anyio.current_time()
+        if remaining <= 0:
+            raise APITimeoutError(
+                f"POST {self._url_text} ran out of its deadline before attempt {attempt}.",
+                url=self._url_text,
+            )
+        t = min(call.timeout, remaining)
+        request = httpx.Request(
+            "POST",
+            self._url,
+            headers=self._headers,
+            content=call.body,
+            extensions={
+                "timeout": {"connect": t, "read": t, "write": t, "pool": t},
+                DEADLINE_EXTENSION: call.deadline_at,
+            },
+        )
+        try:
+            response = await self._transport.handle_async_request(request)
+        except QuotaWaitTooLong as exc:
+            self._rate_limit = self._rate_limit  # unchanged: nothing was sent
+            error = RateLimitError(
+                f"POST {self._url_text} was not sent: the hook's known quota cannot come back "
+                f"for at least {exc.wait:.1f} s, past this call's deadline.",
+                url=self._url_text,
+                status_code=429,
+                retry_after=exc.wait,
+                delivery=Delivery.NOT_SENT,
+            )
+            error.local = True
+            raise error from None
+        except httpx.TransportError as exc:
+            raise self._connection_error(exc) from _safe_cause(exc, self._secret)
+        rate_limit = response.extensions.get(RATE_LIMIT_EXTENSION)
+        if rate_limit is not None:
+            self._rate_limit = rate_limit
+        if 200 <= response.status_code < 300:
+            try:
+                await response.aread()
+            except httpx.TransportError:
+                pass  # the status said it was posted; a broken tail does not change that
+            finally:
+                await response.aclose()
+            return response
+        raise await self._status_error(response, rate_limit)
+
+    def _connection_error(self, exc: httpx.TransportError) -> APIConnectionError:
+        delivery = delivery_of(exc)
+        kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+        detail = _redact(str(exc), self._secret) or type(exc).__name__
+        where = "before it was sent" if delivery is Delivery.NOT_SENT else "after it may have been sent"
+        return kind(
+            f"POST {self._url_text} failed {where}: {type(exc).__name__}: {detail}.",
+            url=self._url_text,
+            delivery=delivery,
+        )
+
+    async def _status_error(
+        self, response: httpx.Response, rate_limit: RateLimit | None
+    ) -> APIStatusError:
+        try:
+            raw = await _read_bounded(response)
+        except httpx.TransportError:
+            raw = b""
+        finally:
+            await response.aclose()
+        text = _redact(raw.decode("utf-8", errors="replace"), self._secret)
+        error = description = message = None
+        try:
+            data = json.loads(text) if text.lstrip().startswith("{") else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            error, description, message = (
+                v if isinstance(v, str) else None
+                for v in (data.get("error"), data.get("error_description"), data.get("message"))
+            )
+        status = response.status_code
+        detail = description or message or error or " ".join(text.split())[:_SNIPPET]
+        phrase = httpx.codes.get_reason_phrase(status)
+        summary = f"POST {self._url_text} answered {status} {phrase}".rstrip()
+        cls = status_error_class(status)
+        return cls(
+            f"{summary}: {detail}." if detail else f"{summary}.",
+            url=self._url_text,
+            status_code=status,
+            error=error,
+            error_description=description,
+            error_message=message,
+            body=text[: 4 * _SNIPPET],
+            rate_limit=rate_limit,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            delivery=Delivery.UNKNOWN if status in (502, 504) else Delivery.REJECTED,
+        )
+
+
+class _Call:
+    """The state of one post_message call, shared by its attempts."""
+
+    __slots__ = ("attempts", "body", "client", "deadline_at", "sending", "timeout")
+
+    def __init__(self, client: AsyncHookClient, body: bytes, timeout: float, deadline_at: float):
+        self.client = client
+        self.body = body
+        self.timeout = timeout
+        self.deadline_at = deadline_at
+        self.attempts = 0
+        self.sending = False
+
+    async def attempt(self, number: int) -> httpx.Response:
+        self.attempts = number
+        self.sending = True
+        try:
+            return await self.client._send(self, number)  # noqa: SLF001
+        except HookAPIError as exc:
+            exc.attempts = number
+            raise
+        finally:
+            self.sending = False
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_ERROR_BODY:
+            break
+    return b"".join(chunks)[:MAX_ERROR_BODY]
+
+
+def _redact(text: str, secret: Secret) -> str:
+    return text.replace(secret.reveal(), PLACEHOLDER)
+
+
+def _safe_cause(exc: BaseException, secret: Secret) -> BaseException | None:
+    """Chain ``exc`` only if no exception in its chain mentions the secret."""
+    value = secret.reveal()
+    seen: BaseException | None = exc
+    while seen is not None:
+        if value in str(seen) or value in repr(seen.args):
+            return None
+        seen = seen.__cause__ or seen.__context__
+    return exc

@@ -1,0 +1,260 @@
+"""The error tree, and the mapping from an HTTP status to its class.
+
+Every error the SDK raises derives from :class:`HookAPIError`::
+
+    HookAPIError
+    ├── InvalidInputError            bad input, refused before any request (also a ValueError)
+    ├── ClientClosedError            the client was used after aclose() (also a RuntimeError)
+    └── APIError                     something went wrong talking to the service
+        ├── APIConnectionError       no answer: not sent, or sent and the answer was lost
+        │   └── APITimeoutError
+        └── APIStatusError           the service (or a proxy) answered with an error status
+            ├── BadRequestError            400
+            ├── AuthenticationError        401
+            ├── PermissionDeniedError      403
+            ├── NotFoundError              404
+            ├── RateLimitError             429, or the client's own refusal to exceed the quota
+            └── ServerError                5xx
+                ├── InternalServerError    500
+                └── ServiceUnavailableError 503
+
+Each error says whether the message may have been delivered (:class:`Delivery`) and how many
+attempts were made, so a caller never has to guess whether to send again.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from ._ratelimit import RateLimit
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "Delivery",
+    "HookAPIError",
+    "InternalServerError",
+    "InvalidInputError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "status_error_class",
+]
+
+
+class Delivery(enum.StrEnum):
+    """What is known about a message whose post failed.
+
+    Attributes:
+        NOT_SENT: The request never reached the service; sending again cannot duplicate it.
+        REJECTED: The service answered and did not post the message.
+        UNKNOWN: The request may have reached the service and the answer was lost; sending
+            again may post the message twice.
+    """
+
+    NOT_SENT = "not_sent"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+
+    def describe(self) -> str:
+        """A sentence for error messages."""
+        return _DELIVERY_TEXT[self]
+
+
+_DELIVERY_TEXT = {
+    Delivery.NOT_SENT: "The message was not sent.",
+    Delivery.REJECTED: "The message was not posted.",
+    Delivery.UNKNOWN: "The message may or may not have been posted.",
+}
+
+
+class HookAPIError(Exception):
+    """Base class of every error raised by hookapi.
+
+    Attributes:
+        attempts: How many requests were started for this call (0 when none was).
+        delivery: Whether the message may have been delivered.
+    """
+
+    delivery: Delivery
+    attempts: int
+
+    def __init__(
+        self, message: str, *, delivery: Delivery = Delivery.NOT_SENT, attempts: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.delivery = delivery
+        self.attempts = attempts
+
+    @property
+    def message(self) -> str:
+        """The error's own sentence, without the attempt and delivery summary."""
+        return str(self.args[0])
+
+    def __str__(self) -> str:
+        if self.attempts == 0:
+            return f"{self.message} {self.delivery.describe()}"
+        plural = "" if self.attempts == 1 else "s"
+        return f"{self.message} ({self.attempts} attempt{plural}) {self.delivery.describe()}"
+
+
+class InvalidInputError(HookAPIError, ValueError):
+    """An argument was refused before any request was made (also a :class:`ValueError`)."""
+
+
+class ClientClosedError(HookAPIError, RuntimeError):
+    """The client was used after :meth:`~hookapi.AsyncHookClient.aclose`."""
+
+
+class APIError(HookAPIError):
+    """Talking to the service failed.
+
+    Attributes:
+        url: The request URL with the secret replaced by ``***``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        delivery: Delivery = Delivery.NOT_SENT,
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(message, delivery=delivery, attempts=attempts)
+        self.url = url
+
+
+class APIConnectionError(APIError):
+    """No answer was received: the connection failed, or broke before the answer arrived."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request, or the whole call's deadline, timed out."""
+
+
+class APIStatusError(APIError):
+    """The service answered with a status that is not a success.
+
+    Attributes:
+        status_code: The HTTP status.
+        error: The ``error`` field of a JSON error body, if any.
+        error_description: The ``error_description`` field, if any.
+        error_message: The ``message`` field, if any.
+        body: The start of the answer's body (bounded, secret removed).
+        rate_limit: The rate-limit headers of that answer, if it had any.
+        retry_after: Seconds the answer asked to wait (``Retry-After``), if any.
+    """
+
+    default_status: ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        status_code: int,
+        error: str | None = None,
+        error_description: str | None = None,
+        error_message: str | None = None,
+        body: str = "",
+        rate_limit: RateLimit | None = None,
+        retry_after: float | None = None,
+        delivery: Delivery = Delivery.REJECTED,
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(message, url=url, delivery=delivery, attempts=attempts)
+        self.status_code = status_code
+        self.error = error
+        self.error_description = error_description
+        self.error_message = error_message
+        self.body = body
+        self.rate_limit = rate_limit
+        self.retry_after = retry_after
+
+
+class BadRequestError(APIStatusError):
+    """400: the service found the request invalid."""
+
+    default_status = 400
+
+
+class AuthenticationError(APIStatusError):
+    """401: wrong hook id or secret."""
+
+    default_status = 401
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the bot account may not do this."""
+
+    default_status = 403
+
+
+class NotFoundError(APIStatusError):
+    """404: no such hook or resource."""
+
+    default_status = 404
+
+
+class RateLimitError(APIStatusError):
+    """429: over quota, from the service or from the client itself.
+
+    Attributes:
+        local: True when the client refused without sending, because the known quota
+            could not come back before the call's deadline; ``status_code`` is then 429 too.
+    """
+
+    default_status = 429
+
+    def __init__(self, message: str, *, local: bool = False, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.local = local
+
+
+class ServerError(APIStatusError):
+    """5xx: the service failed."""
+
+
+class InternalServerError(ServerError):
+    """500: the service failed; trying again later may work."""
+
+    default_status = 500
+
+
+class ServiceUnavailableError(ServerError):
+    """503: the service is offline for maintenance; trying again later may work."""
+
+    default_status = 503
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    cls.default_status: cls
+    for cls in (
+        BadRequestError,
+        AuthenticationError,
+        PermissionDeniedError,
+        NotFoundError,
+        RateLimitError,
+        InternalServerError,
+        ServiceUnavailableError,
+    )
+    if cls.default_status is not None
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """Return the error class for an HTTP status that is not a success."""
+    cls = _BY_STATUS.get(status_code)
+    if cls is not None:
+        return cls
+    return ServerError if status_code >= 500 else APIStatusError
