@@ -31,7 +31,13 @@ from ._exceptions import (
 from ._ratelimit import Pacer, QuotaWaitTooLong, RateLimit, parse_retry_after
 from ._retry import RetryPolicy, call_with_retries
 from ._secrets import PLACEHOLDER, Secret, check_token
-from ._transport import DEADLINE_EXTENSION, RATE_LIMIT_EXTENSION, RateLimitTransport, delivery_of
+from ._transport import (
+    DEADLINE_EXTENSION,
+    RATE_LIMIT_EXTENSION,
+    SENDING_EXTENSION,
+    RateLimitTransport,
+    delivery_of,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -333,7 +339,7 @@ class AsyncHookClient:
         raise APITimeoutError(
             f"POST {self._url_text} did not finish within its {total:g} s deadline.",
             url=self._url_text,
-            delivery=Delivery.UNKNOWN if call.sending else Delivery.NOT_SENT,
+            delivery=Delivery.UNKNOWN if call.sending() else Delivery.NOT_SENT,
             attempts=call.attempts,
         )
 
@@ -355,6 +361,7 @@ class AsyncHookClient:
                 DEADLINE_EXTENSION: call.deadline_at,
             },
         )
+        call.extensions = request.extensions
         try:
             response = await self._transport.handle_async_request(request)
         except QuotaWaitTooLong as exc:
@@ -437,7 +444,7 @@ class AsyncHookClient:
 class _Call:
     """The state of one post_message call, shared by its attempts."""
 
-    __slots__ = ("attempts", "body", "client", "deadline_at", "sending", "timeout")
+    __slots__ = ("attempts", "body", "client", "deadline_at", "extensions", "timeout")
 
     def __init__(self, client: AsyncHookClient, body: bytes, timeout: float, deadline_at: float):
         self.client = client
@@ -445,28 +452,38 @@ class _Call:
         self.timeout = timeout
         self.deadline_at = deadline_at
         self.attempts = 0
-        self.sending = False
+        self.extensions: dict[str, Any] = {}
+
+    def sending(self) -> bool:
+        """Whether the latest attempt was handed to the network (so it may have arrived)."""
+        return bool(self.extensions.get(SENDING_EXTENSION))
 
     async def attempt(self, number: int) -> httpx.Response:
         self.attempts = number
-        self.sending = True
+        self.extensions = {}
         try:
             return await self.client._send(self, number)  # noqa: SLF001
         except HookAPIError as exc:
             exc.attempts = number
+            self.extensions = {}
             raise
-        finally:
-            self.sending = False
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:
+    """Read at most :data:`MAX_ERROR_BODY` bytes, closing the stream's iterator either way."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_ERROR_BODY:
-            break
+    iterator = aiter(response.stream)  # type: ignore[arg-type]
+    try:
+        async for chunk in iterator:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= MAX_ERROR_BODY:
+                break
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
     return b"".join(chunks)[:MAX_ERROR_BODY]
 
 

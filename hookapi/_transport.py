@@ -18,10 +18,18 @@ from ._ratelimit import Pacer, RateLimit, parse_retry_after
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["DEADLINE_EXTENSION", "RATE_LIMIT_EXTENSION", "RateLimitTransport", "delivery_of"]
+__all__ = [
+    "DEADLINE_EXTENSION",
+    "RATE_LIMIT_EXTENSION",
+    "SENDING_EXTENSION",
+    "RateLimitTransport",
+    "delivery_of",
+]
 
 #: Request extension: the call's absolute deadline, in ``anyio.current_time()`` seconds.
 DEADLINE_EXTENSION = "hookapi.deadline"
+#: Request extension set to True once the request is handed to the inner transport.
+SENDING_EXTENSION = "hookapi.sending"
 #: Response extension: the :class:`RateLimit` parsed from the answer (or ``None``).
 RATE_LIMIT_EXTENSION = "hookapi.rate_limit"
 
@@ -80,6 +88,7 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
         deadline = request.extensions.get(DEADLINE_EXTENSION, math.inf)
         pacer = self._pacer
         ticket = pacer.try_reserve() or await pacer.acquire(deadline=deadline)
+        request.extensions[SENDING_EXTENSION] = True
         real = httpx.Request(
             request.method,
             self.__real_url,

@@ -1,0 +1,79 @@
+"""Shared fixtures: both async backends on virtual time, and a mock Hook API."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from trio.testing import MockClock
+
+from hookapi import AsyncHookClient, RetryPolicy
+
+from ._virtual_time import VirtualTimeLoop
+
+BASE = "https://hooks.example.test/v1"
+HOOK_ID = "35d7bef2-3d7e-11ec-bfa2-42010a200115"
+
+
+def _backends() -> list[Any]:
+    return [
+        pytest.param(("asyncio", {"loop_factory": VirtualTimeLoop}), id="asyncio"),
+        pytest.param(("trio", {"clock": MockClock(autojump_threshold=0)}), id="trio"),
+    ]
+
+
+@pytest.fixture(params=_backends())
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """Every async test runs on asyncio and on trio, both on virtual time."""
+    return request.param
+
+
+@pytest.fixture
+def secret() -> str:
+    """A fresh random secret, so a leak of it can be searched for anywhere."""
+    return secrets.token_hex(32)
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    """A respx router standing in for the Hook API; every route must be matched."""
+    with respx.mock(base_url=BASE, assert_all_called=False, assert_all_mocked=True) as mock:
+        yield mock
+
+
+@pytest.fixture
+def message_url(secret: str) -> str:
+    return f"{BASE}/{HOOK_ID}/{secret}/message"
+
+
+ClientFactory = Callable[..., AsyncHookClient]
+
+
+@pytest.fixture
+def make_client(secret: str, router: respx.MockRouter) -> ClientFactory:
+    """Build a client whose inner transport is the respx router (fast, jitter-free retries)."""
+
+    def make(**options: Any) -> AsyncHookClient:
+        options.setdefault("retry", RetryPolicy(initial_delay=1.0, max_delay=8.0, jitter=False))
+        options.setdefault("transport", httpx.MockTransport(router.async_handler))
+        return AsyncHookClient(hook_id=HOOK_ID, secret=secret, base_url=BASE, **options)
+
+    return make
+
+
+def rate_headers(
+    remaining: int | None, *, per_hour: int = 100, per_day: int = 1000, used: int | None = None
+) -> dict[str, str]:
+    """The four rate-limit headers as the service sends them."""
+    headers = {
+        "X-Rate-Limit-Total-Per-Hour": str(per_hour),
+        "X-Rate-Limit-Total-Per-Day": str(per_day),
+    }
+    if remaining is not None:
+        headers["X-Rate-Limit-Remaining"] = str(remaining)
+        headers["X-Rate-Limit-Used"] = str(per_hour - remaining if used is None else used)
+    return headers
