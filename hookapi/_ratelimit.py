@@ -169,7 +169,9 @@ class Pacer:
         self._remaining: int | None = None
         self._per_hour: int | None = None
         self._per_day: int | None = None
-        # (started_at, answered_at) of own counted requests, oldest first.
+        # Own counted requests, oldest first: (started_at, when it leaves the hourly window),
+        # and when each leaves the daily window. Expiry times are stored, not recomputed, so
+        # that the wake-up time and the expiry test can never disagree by a rounding error.
         self._hour_log: deque[tuple[float, float]] = deque()
         self._day_log: deque[float] = deque()
         self._in_flight = 0
@@ -189,13 +191,11 @@ class Pacer:
         return self._budget(self._clock())
 
     def _expire(self, now: float) -> None:
-        hour_cut = now - HOUR - self._margin
-        while self._hour_log and self._hour_log[0][1] <= hour_cut:
+        while self._hour_log and self._hour_log[0][1] <= now:
             self._hour_log.popleft()
             if self._remaining is not None:
                 self._remaining += 1
-        day_cut = now - DAY - self._margin
-        while self._day_log and self._day_log[0] <= day_cut:
+        while self._day_log and self._day_log[0] <= now:
             self._day_log.popleft()
 
     def _budget(self, now: float) -> float:
@@ -220,7 +220,7 @@ class Pacer:
         if self._probe_due:
             return None  # the probe in flight will tell
         times = [now]
-        hour_times = [answered for _, answered in self._hour_log]
+        hour_times = [expiry for _, expiry in self._hour_log]
         if self._remaining is not None and self._remaining < 1:
             times.append(self._credit_time(hour_times, 1 - self._remaining, HOUR, now))
         if self._per_hour is not None:
@@ -233,11 +233,11 @@ class Pacer:
                 times.append(self._credit_time(list(self._day_log), need, DAY, now))
         return max(times)
 
-    def _credit_time(self, logged: list[float], need: int, window: float, now: float) -> float:
+    def _credit_time(self, expiries: list[float], need: int, window: float, now: float) -> float:
         # Requests in flight will be logged no earlier than now, so they come back last.
-        if need <= len(logged):
-            return logged[need - 1] + window + self._margin
-        if need <= len(logged) + self._in_flight:
+        if need <= len(expiries):
+            return expiries[need - 1]
+        if need <= len(expiries) + self._in_flight:
             return now + window + self._margin
         return math.inf
 
@@ -367,10 +367,10 @@ class Pacer:
     def _log(self, ticket: Ticket, now: float) -> None:
         # Keep the logs only while they can matter, and never longer than the quota they track.
         if self._remaining is not None or self._per_hour is not None:
-            self._hour_log.append((ticket.started_at, now))
+            self._hour_log.append((ticket.started_at, now + HOUR + self._margin))
             if len(self._hour_log) > _LOG_CAP:
                 self._hour_log.popleft()
         if self._per_day is not None:
-            self._day_log.append(now)
+            self._day_log.append(now + DAY + self._margin)
             if len(self._day_log) > max(_LOG_CAP, 2 * self._per_day):
                 self._day_log.popleft()

@@ -19,17 +19,17 @@ BASE = "https://hooks.example.test/v1"
 HOOK_ID = "35d7bef2-3d7e-11ec-bfa2-42010a200115"
 
 
-def _backends() -> list[Any]:
-    return [
-        pytest.param(("asyncio", {"loop_factory": VirtualTimeLoop}), id="asyncio"),
-        pytest.param(("trio", {"clock": MockClock(autojump_threshold=0)}), id="trio"),
-    ]
+def virtual_backend(name: str) -> tuple[str, dict[str, Any]]:
+    """Backend options for ``name`` on a fresh virtual clock that jumps whenever all wait."""
+    if name == "trio":
+        return ("trio", {"clock": MockClock(autojump_threshold=0)})
+    return ("asyncio", {"loop_factory": VirtualTimeLoop})
 
 
-@pytest.fixture(params=_backends())
-def anyio_backend(request: pytest.FixtureRequest) -> Any:
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     """Every async test runs on asyncio and on trio, both on virtual time."""
-    return request.param
+    return virtual_backend(request.param)
 
 
 @pytest.fixture

@@ -1,0 +1,295 @@
+"""Throttling: the client paces itself from the rate-limit headers, shared across tasks."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import anyio
+import httpx
+import pytest
+
+from hookapi import RateLimitError, RetryPolicy
+from hookapi._ratelimit import Pacer, RateLimit
+
+from .conftest import ClientFactory, rate_headers
+
+pytestmark = pytest.mark.anyio
+
+
+class QuotaService:
+    """A stand-in Hook API with a sliding hourly and daily quota, on the test's clock."""
+
+    def __init__(self, *, per_hour: int, per_day: int, latency: float = 0.05) -> None:
+        self.per_hour = per_hour
+        self.per_day = per_day
+        self.latency = latency
+        self.accepted: deque[float] = deque()
+        self.refused = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.starts: list[float] = []
+
+    def _used(self, now: float, window: float) -> int:
+        return sum(1 for t in self.accepted if t > now - window)
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.starts.append(anyio.current_time())
+        try:
+            await anyio.sleep(self.latency)
+            now = anyio.current_time()
+            hour, day = self._used(now, 3600), self._used(now, 86400)
+            remaining = min(self.per_hour - hour, self.per_day - day)
+            if remaining <= 0:
+                self.refused += 1
+                headers = rate_headers(0, per_hour=self.per_hour, per_day=self.per_day, used=hour)
+                return httpx.Response(429, headers=headers)
+            self.accepted.append(now)
+            headers = rate_headers(
+                remaining - 1, per_hour=self.per_hour, per_day=self.per_day, used=hour + 1
+            )
+            return httpx.Response(200, text="ok", headers=headers)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_concurrent_calls_reserve_from_the_known_budget(make_client: ClientFactory) -> None:
+    service = QuotaService(per_hour=6, per_day=100)
+    async with make_client(transport=httpx.MockTransport(service)) as client:
+        await client.post_message("learn the quota")  # Remaining: 5
+        outcomes: list[str] = []
+
+        async def post(i: int) -> None:
+            try:
+                await client.post_message(f"m{i}", deadline=60)
+                outcomes.append("sent")
+            except RateLimitError as exc:
+                assert exc.local
+                outcomes.append("refused locally")
+
+        started = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(post, i)
+    assert outcomes.count("sent") == 5
+    assert outcomes.count("refused locally") == 95
+    assert len(service.starts) == 6
+    assert service.refused == 0
+    assert anyio.current_time() - started == pytest.approx(0.05)  # nobody slept for the quota
+
+
+async def test_waits_for_the_quota_to_come_back_without_a_refusal(
+    make_client: ClientFactory,
+) -> None:
+    service = QuotaService(per_hour=10, per_day=1000)
+    async with make_client(transport=httpx.MockTransport(service)) as client:
+        await client.post_message("learn the quota")
+        started = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for i in range(39):
+                tg.start_soon(lambda i=i: client.post_message(f"m{i}", deadline=5 * 3600))
+        elapsed = anyio.current_time() - started
+    assert service.refused == 0
+    assert len(service.accepted) == 40
+    # 9 go at once, then 10 more each hour: the last batch starts just after 3 h
+    assert 3 * 3600 < elapsed < 3 * 3600 + 10
+
+
+async def test_never_idles_while_the_budget_allows(make_client: ClientFactory) -> None:
+    service = QuotaService(per_hour=100, per_day=1000, latency=1.0)
+    async with make_client(transport=httpx.MockTransport(service)) as client:
+        await client.post_message("learn the quota")
+        started = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(client.post_message, f"m{i}")
+        assert anyio.current_time() - started == pytest.approx(1.0)
+    assert service.max_in_flight == 40
+
+
+async def test_the_daily_quota_is_respected(make_client: ClientFactory) -> None:
+    service = QuotaService(per_hour=50, per_day=60, latency=0.01)
+    async with make_client(transport=httpx.MockTransport(service)) as client:
+        await client.post_message("learn the quota")
+        started = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for i in range(69):
+                tg.start_soon(lambda i=i: client.post_message(f"m{i}", deadline=2 * 86400))
+        elapsed = anyio.current_time() - started
+    assert service.refused == 0
+    assert len(service.accepted) == 70
+    assert 86400 < elapsed < 86400 + 60
+
+
+async def test_a_wait_past_the_deadline_fails_at_once_without_sending(
+    make_client: ClientFactory,
+) -> None:
+    service = QuotaService(per_hour=1, per_day=10)
+    async with make_client(transport=httpx.MockTransport(service)) as client:
+        await client.post_message("the only one this hour")
+        before = anyio.current_time()
+        with pytest.raises(RateLimitError) as caught:
+            await client.post_message("too many", deadline=600)
+        assert anyio.current_time() == before
+    assert caught.value.local
+    assert caught.value.status_code == 429
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 3000
+    assert "not sent" in str(caught.value)
+    assert len(service.starts) == 1
+
+
+async def test_missing_headers_mean_no_throttling(make_client: ClientFactory) -> None:
+    in_flight = peak = 0
+
+    async def bare(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await anyio.sleep(0.1)
+        in_flight -= 1
+        return httpx.Response(200, text="ok")
+
+    async with make_client(transport=httpx.MockTransport(bare)) as client:
+        async with anyio.create_task_group() as tg:
+            for i in range(30):
+                tg.start_soon(client.post_message, f"m{i}")
+    assert peak == 30
+    assert client.rate_limit is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Rate-Limit-Remaining": "-3"},
+        {"X-Rate-Limit-Remaining": "lots", "X-Rate-Limit-Total-Per-Hour": "1e3"},
+        {"X-Rate-Limit-Used": "", "X-Rate-Limit-Total-Per-Day": "12 34"},
+    ],
+)
+async def test_malformed_headers_never_crash_or_throttle(
+    make_client: ClientFactory, headers: dict[str, str]
+) -> None:
+    calls = 0
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(200, headers=headers)
+
+    async with make_client(transport=httpx.MockTransport(answer)) as client:
+        for i in range(5):
+            result = await client.post_message(f"m{i}")
+    assert calls == 5
+    assert result.rate_limit == RateLimit()
+
+
+async def test_refusals_back_off_instead_of_storming(make_client: ClientFactory) -> None:
+    times: list[float] = []
+    in_flight = peak = 0
+
+    async def refuse(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        times.append(anyio.current_time())
+        await anyio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(429, headers={"X-Rate-Limit-Remaining": "0"})
+
+    policy = RetryPolicy(max_attempts=50, initial_delay=0.01, max_delay=0.01, deadline=3600)
+    async with make_client(transport=httpx.MockTransport(refuse), retry=policy) as client:
+        outcomes: list[type[BaseException]] = []
+
+        async def post(i: int) -> None:
+            with pytest.raises(RateLimitError) as caught:
+                await client.post_message(f"m{i}")
+            outcomes.append(type(caught.value))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(post, i)
+    assert outcomes == [RateLimitError] * 20
+    # the first contact is a burst (nothing known yet); after it, one probe at a time
+    # with growing gaps: 1 s, 2 s, 4 s ... capped at an hour
+    later = times[20:]
+    assert peak == 20
+    gaps = [b - a for a, b in zip(later, later[1:], strict=False)]
+    assert all(g2 >= g1 - 0.02 for g1, g2 in zip(gaps, gaps[1:], strict=False))
+    assert len(times) < 20 + 15
+
+
+async def test_retry_after_on_429_holds_every_task(make_client: ClientFactory) -> None:
+    calls: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(anyio.current_time())
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"Retry-After": "30", **rate_headers(0)})
+        return httpx.Response(200, headers=rate_headers(50))
+
+    async with make_client(transport=httpx.MockTransport(answer)) as client:
+        started = anyio.current_time()
+        await client.post_message("refused, then retried")
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                tg.start_soon(client.post_message, f"m{i}")
+    assert calls[0] == started
+    assert all(t >= started + 30 for t in calls[1:])
+    assert len(calls) == 7
+
+
+def test_a_stale_answer_cannot_raise_the_budget() -> None:
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    first = pacer.try_reserve()
+    assert first is not None
+    pacer.settle(first, RateLimit(per_hour=100, remaining=10), refused=False)
+    a, b = pacer.try_reserve(), pacer.try_reserve()
+    assert a is not None and b is not None
+    assert pacer.budget() == 8
+    # b's answer arrives first and is trusted: nothing else answered during its flight
+    pacer.settle(b, RateLimit(per_hour=100, remaining=8), refused=False)
+    assert pacer.budget() == 7  # 8 less a, still in flight
+    # a's answer was overtaken: its higher Remaining must not be believed
+    pacer.settle(a, RateLimit(per_hour=100, remaining=9), refused=False)
+    assert pacer.budget() == 7
+
+
+def test_budget_comes_back_as_own_requests_leave_the_hour() -> None:
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0], margin=0.5)
+    tickets = [pacer.try_reserve() for _ in range(3)]
+    for ticket in tickets:
+        assert ticket is not None
+        pacer.settle(ticket, RateLimit(per_hour=3, per_day=100, remaining=0), refused=False)
+    assert pacer.budget() == 0
+    now[0] = 3600.4
+    assert pacer.budget() == 0
+    now[0] = 3600.5
+    assert pacer.budget() == 3
+
+
+def test_not_sent_requests_give_their_reservation_back() -> None:
+    pacer = Pacer(clock=lambda: 0.0)
+    ticket = pacer.try_reserve()
+    assert ticket is not None
+    pacer.settle(ticket, RateLimit(per_hour=10, remaining=2), refused=False)
+    again = pacer.try_reserve()
+    assert again is not None
+    assert pacer.budget() == 1
+    pacer.release(again, sent=False)
+    assert pacer.budget() == 2
+    maybe = pacer.try_reserve()
+    assert maybe is not None
+    pacer.release(maybe, sent=True)
+    assert pacer.budget() == 1
+
+
+def test_no_headers_no_limit() -> None:
+    pacer = Pacer(clock=lambda: 0.0)
+    ticket = pacer.try_reserve()
+    assert ticket is not None
+    pacer.settle(ticket, None, refused=False)
+    assert pacer.budget() == math.inf
