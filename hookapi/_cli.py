@@ -104,15 +104,24 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     send.add_argument("--json", action="store_true", help="print JSON (one object a message)")
     send.add_argument(
-        "--timeout", type=_positive_seconds, default=10.0, metavar="SECONDS",
+        "--timeout",
+        type=_positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
         help="seconds each attempt may take (default: 10)",
     )
     send.add_argument(
-        "--deadline", type=_positive_seconds, default=60.0, metavar="SECONDS",
+        "--deadline",
+        type=_positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
         help="seconds one message may take, quota waits and retries included (default: 60)",
     )
     send.add_argument(
-        "--max-attempts", type=_count, default=4, metavar="N",
+        "--max-attempts",
+        type=_count,
+        default=4,
+        metavar="N",
         help="requests at most per message; 1 disables retries (default: 4)",
     )
     send.add_argument(
@@ -130,12 +139,17 @@ def _add_emulator_options(parser: argparse.ArgumentParser, *, per_hour: int) -> 
         "--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)"
     )
     parser.add_argument(
-        "--window", choices=("fixed", "sliding"), default="fixed",
+        "--window",
+        choices=("fixed", "sliding"),
+        default="fixed",
         help="quota windows: clock-aligned hours and days, or the last 3,600 and 86,400 "
         "seconds (default: fixed)",
     )
     parser.add_argument(
-        "--per-hour", type=_count, default=per_hour, metavar="N",
+        "--per-hour",
+        type=_count,
+        default=per_hour,
+        metavar="N",
         help=f"requests each hook may make per hour (default: {per_hour})",
     )
 
@@ -154,37 +168,52 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _add_emulator_options(serve, per_hour=1000)
     serve.add_argument(
-        "--port", type=_port, default=8000, help="the port to listen on; 0 picks a free one "
-        "(default: 8000)",
+        "--port",
+        type=_port,
+        default=8000,
+        help="the port to listen on; 0 picks a free one (default: 8000)",
     )
     serve.add_argument(
-        "--per-day", type=_count, default=10_000, metavar="N",
+        "--per-day",
+        type=_count,
+        default=10_000,
+        metavar="N",
         help="requests each hook may make per day (default: 10000)",
     )
     serve.add_argument(
-        "--fault-rate", type=_fraction, default=0.0, metavar="FRACTION",
+        "--fault-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
         help="fraction of requests answered with a random 500 or 503 (default: 0)",
     )
     serve.add_argument(
-        "--latency", type=_any_seconds, default=0.0, metavar="SECONDS",
+        "--latency",
+        type=_any_seconds,
+        default=0.0,
+        metavar="SECONDS",
         help="seconds added to every answer (default: 0)",
     )
     serve.add_argument(
         "--seed", type=int, default=None, help="seed the random faults, to replay a run"
     )
     serve.add_argument(
-        "--desktop", action="append", metavar="NAME",
+        "--desktop",
+        action="append",
+        metavar="NAME",
         help="create a hook for this Desktop; repeat for more (default: General)",
     )
     serve.add_argument(
         "--hook-id", metavar="ID", help="the first hook's id (default: a fresh UUID)"
     )
     serve.add_argument(
-        "--secret-file", metavar="PATH",
+        "--secret-file",
+        metavar="PATH",
         help="read the first hook's secret from PATH (default: 64 fresh hex characters)",
     )
     serve.add_argument(
-        "--url-file", metavar="PATH",
+        "--url-file",
+        metavar="PATH",
         help="also write the first hook's URL to PATH (mode 0600), for hookapi send --url-file",
     )
 
@@ -208,31 +237,45 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--port", type=_port, default=0, help="the port to listen on (default: a free one)"
     )
     demo.add_argument(
-        "--messages", type=_count, default=100, metavar="N",
+        "--messages",
+        type=_count,
+        default=100,
+        metavar="N",
         help="messages to send (default: 100)",
     )
     demo.add_argument(
-        "--tasks", type=_count, default=20, metavar="N",
+        "--tasks",
+        type=_count,
+        default=20,
+        metavar="N",
         help="concurrent tasks sending them (default: 20)",
     )
     demo.add_argument(
-        "--time-scale", type=_positive_seconds, default=720.0, metavar="FACTOR",
+        "--time-scale",
+        type=_positive_seconds,
+        default=720.0,
+        metavar="FACTOR",
         help="how much faster than real time the clock runs; 720 makes a quota hour last "
         "5 s, 1 is real time (default: 720)",
     )
     demo.add_argument(
-        "--latency", type=_any_seconds, default=0.005, metavar="SECONDS",
+        "--latency",
+        type=_any_seconds,
+        default=0.005,
+        metavar="SECONDS",
         help="real seconds the emulator adds to every answer (default: 0.005)",
     )
+    demo.add_argument("--no-faults", action="store_true", help="inject no 503, 500 or 429 answers")
     demo.add_argument(
-        "--no-faults", action="store_true", help="inject no 503, 500 or 429 answers"
-    )
-    demo.add_argument(
-        "--timeout", type=_positive_seconds, default=120.0, metavar="SECONDS",
+        "--timeout",
+        type=_positive_seconds,
+        default=120.0,
+        metavar="SECONDS",
         help="real seconds the burst may take before the demo gives up (default: 120)",
     )
     demo.add_argument(
-        "--keep-serving", action="store_true",
+        "--keep-serving",
+        action="store_true",
         help="keep the emulator and its page up after the burst, until Ctrl-C",
     )
 

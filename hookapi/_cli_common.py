@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO
 
 import anyio
+import anyio.abc
 
 from ._exceptions import (
     APIConnectionError,
@@ -176,6 +177,7 @@ class Progress:
         self._tty = _is_tty(stream)
         self._drawn_at = -math.inf
         self._step = 0
+        self._printed = 0
         self._width = 0
 
     @property
@@ -199,8 +201,8 @@ class Progress:
             self._stream.flush()
             return
         step = 10 * done // self._total
-        if step > self._step or (force and done):
-            self._step = step
+        if step > self._step or (force and done != self._printed):
+            self._step, self._printed = step, done
             line = f"{done}/{self._total} {self._label}"
             self._stream.write(f"{line}, {detail}\n" if detail else f"{line}\n")
             self._stream.flush()
@@ -224,14 +226,15 @@ async def run_until_signal(body: Callable[[], Awaitable[None]]) -> int | None:
     """Run ``body`` until it returns or SIGINT/SIGTERM arrives; return that signal, if any.
 
     The signal cancels ``body`` (so its ``finally`` blocks and ``async with`` exits run) rather
-    than raising ``KeyboardInterrupt`` at an arbitrary line. Where signals cannot be caught (a
-    thread other than the main one), a Ctrl-C still raises ``KeyboardInterrupt`` as usual.
+    than raising ``KeyboardInterrupt`` at an arbitrary line. ``body`` starts only once the
+    signals are caught, so no Ctrl-C falls between the two. Where signals cannot be caught
+    (a thread other than the main one), a Ctrl-C still raises ``KeyboardInterrupt`` as usual.
     Exceptions from ``body`` propagate as they are, not wrapped in an exception group.
     """
     received: list[int] = []
     failure: Exception | None = None
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_watch_signals, tasks.cancel_scope, received)
+        await tasks.start(_watch_signals, tasks.cancel_scope, received)
         try:
             await body()
         except Exception as exc:  # re-raised below, outside the task group
@@ -242,16 +245,23 @@ async def run_until_signal(body: Callable[[], Awaitable[None]]) -> int | None:
     return received[0] if received else None
 
 
-async def _watch_signals(scope: anyio.CancelScope, received: list[int]) -> None:
+async def _watch_signals(
+    scope: anyio.CancelScope,
+    received: list[int],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
     try:
         receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
         with receiver as signals:
+            task_status.started()
             async for signum in signals:
                 received.append(signum)
                 scope.cancel()
                 return
     except (NotImplementedError, RuntimeError, ValueError):
-        return  # not the main thread: KeyboardInterrupt keeps its usual meaning
+        # Not the main thread: KeyboardInterrupt keeps its usual meaning.
+        task_status.started()
 
 
 def write_line(text: str = "", *, stream: TextIO | None = None) -> None:

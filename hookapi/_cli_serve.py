@@ -113,10 +113,14 @@ async def _serve(
 ) -> int:
     page.start_clock()
     async with serve_page(page, host=args.host, port=args.port) as server:
-        if args.url_file is not None:
-            write_url_file(args.url_file, hooks[0].url_for(server.url))
-        _announce(args, emulator, hooks, server)
-        await run_until_signal(server.wait_stopped)
+
+        async def until_stopped() -> None:
+            if args.url_file is not None:
+                write_url_file(args.url_file, hooks[0].url_for(server.url))
+            _announce(args, emulator, hooks, server)
+            await server.wait_stopped()
+
+        await run_until_signal(until_stopped)
     received = len(emulator.messages())
     write_line(f"Stopped. The emulator received {plural(received, 'message')}.")
     return ExitCode.OK
@@ -138,7 +142,7 @@ def _announce(
     write_line("A hook URL holds its secret: whoever has it can post. Try:")
     url = hooks[0].url_for(server.url)
     write_line(
-        "  curl -X POST -H \"Content-Type: application/json\" -d '{\"message\": \"Hello\"}' "
+        '  curl -X POST -H "Content-Type: application/json" -d \'{"message": "Hello"}\' '
         f"--max-time 10 {url}/message"
     )
     write_line(f"  HOOKAPI_URL={url} hookapi send 'Hello'")

@@ -362,22 +362,33 @@ class AsyncHookClient:
             },
         )
         call.extensions = request.extensions
+        failure: httpx.TransportError | QuotaWaitTooLong
         try:
             response = await self._transport.handle_async_request(request)
-        except QuotaWaitTooLong as exc:
-            self._rate_limit = self._rate_limit  # unchanged: nothing was sent
-            error = RateLimitError(
-                f"POST {self._url_text} was not sent: the hook's known quota cannot come back "
-                f"for at least {exc.wait:.1f} s, past this call's deadline.",
-                url=self._url_text,
-                status_code=429,
-                retry_after=exc.wait,
-                delivery=Delivery.NOT_SENT,
-            )
-            error.local = True
-            raise error from None
-        except httpx.TransportError as exc:
-            raise self._connection_error(exc) from _safe_cause(exc, self._secret)
+        except (httpx.TransportError, QuotaWaitTooLong) as exc:
+            failure = exc
+        else:
+            return await self._handle(response)
+        # Raised outside the except block, so the original is not even the implicit context
+        # unless it is safe to show (its text may hold the real URL).
+        if isinstance(failure, QuotaWaitTooLong):
+            raise self._local_refusal(failure.wait)
+        raise self._connection_error(failure) from _safe_cause(failure, self._secret)
+
+    def _local_refusal(self, wait: float) -> RateLimitError:
+        error = RateLimitError(
+            f"POST {self._url_text} was not sent: the hook's known quota cannot come back "
+            f"for at least {wait:.1f} s, past this call's deadline.",
+            url=self._url_text,
+            status_code=429,
+            retry_after=wait,
+            delivery=Delivery.NOT_SENT,
+        )
+        error.local = True
+        return error
+
+    async def _handle(self, response: httpx.Response) -> httpx.Response:
+        """Return a success (its body drained, so the connection is reused) or raise its error."""
         rate_limit = response.extensions.get(RATE_LIMIT_EXTENSION)
         if rate_limit is not None:
             self._rate_limit = rate_limit

@@ -215,10 +215,7 @@ class RateLimitError(APIStatusError):
     """
 
     default_status = 429
-
-    def __init__(self, message: str, *, local: bool = False, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
-        self.local = local
+    local: bool = False
 
 
 class ServerError(APIStatusError):

@@ -221,9 +221,11 @@ class DesktopPage:
         if link:
             title = f'<a href="/desktops/{_e(quote(name, safe=""))}">{title}</a>'
         count = len(messages)
-        heading = f"<h2>{title}</h2><p class=\"meta\">{count} message{'s' if count != 1 else ''}"
+        heading = f'<h2>{title}</h2><p class="meta">{count} message{"s" if count != 1 else ""}'
         if count > limit:
             heading += f", the latest {limit} shown"
+        if count > 1:
+            heading += ", newest first"
         heading += "</p>"
         quotas = "".join(self._quota_line(hook) for hook in hooks)
         return (

@@ -124,11 +124,12 @@ class QuotaWaitTooLong(Exception):  # noqa: N818  (internal signal, mapped to Ra
 
 
 class Ticket:
-    """One reserved request: when it started and what had been settled by then."""
+    """One reserved request: its number, when it started, and what had settled by then."""
 
-    __slots__ = ("settled_before", "started_at")
+    __slots__ = ("seq", "settled_before", "started_at")
 
-    def __init__(self, started_at: float, settled_before: int) -> None:
+    def __init__(self, seq: int, started_at: float, settled_before: int) -> None:
+        self.seq = seq
         self.started_at = started_at
         self.settled_before = settled_before
 
@@ -175,7 +176,11 @@ class Pacer:
         self._hour_log: deque[tuple[float, float]] = deque()
         self._day_log: deque[float] = deque()
         self._in_flight = 0
+        self._started = 0
         self._settled = 0
+        # The last adopted answer: the reservations started by then, and its Remaining.
+        self._adopted_seq = 0
+        self._adopted_remaining = 0
         self._blocked_until = -math.inf
         self._refusals = 0
         self._probe_due = False
@@ -255,9 +260,10 @@ class Pacer:
 
     def _reserve(self, now: float) -> Ticket:
         self._in_flight += 1
+        self._started += 1
         if self._remaining is not None:
             self._remaining -= 1
-        return Ticket(now, self._settled)
+        return Ticket(self._started, now, self._settled)
 
     async def acquire(self, *, deadline: float = math.inf) -> Ticket:
         """Reserve one request, waiting for the budget to come back if needed.
@@ -343,7 +349,7 @@ class Pacer:
                 if trusted or self._remaining is None:
                     self._adopt(rate_limit.remaining, now)
                 else:
-                    self._remaining = min(self._remaining, rate_limit.remaining)
+                    self._reconcile(ticket, rate_limit.remaining)
         self._notify()
 
     def _refuse(self, now: float, rate_limit: RateLimit | None, retry_after: float | None) -> None:
@@ -362,7 +368,20 @@ class Pacer:
         cut = now - HOUR
         while self._hour_log and self._hour_log[0][0] <= cut:
             self._hour_log.popleft()
+        # Every request still in flight is assumed not counted yet; _reconcile corrects that.
         self._remaining = remaining - self._in_flight
+        self._adopted_seq = self._started
+        self._adopted_remaining = remaining
+
+    def _reconcile(self, ticket: Ticket, remaining: int) -> None:
+        """Learn from an answer that was overtaken by a newer one."""
+        assert self._remaining is not None  # noqa: S101  (only called once one was adopted)
+        if ticket.seq <= self._adopted_seq and remaining > self._adopted_remaining:
+            # It was in flight when the adopted answer came, yet the service counted it
+            # before that one (a higher Remaining): it was subtracted once too often.
+            self._remaining += 1
+        else:
+            self._remaining = min(self._remaining, remaining)
 
     def _log(self, ticket: Ticket, now: float) -> None:
         # Keep the logs only while they can matter, and never longer than the quota they track.

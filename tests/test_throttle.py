@@ -240,35 +240,65 @@ async def test_retry_after_on_429_holds_every_task(make_client: ClientFactory) -
     assert len(calls) == 7
 
 
-def test_a_stale_answer_cannot_raise_the_budget() -> None:
-    now = [0.0]
-    pacer = Pacer(clock=lambda: now[0])
+@pytest.mark.parametrize(
+    ("b_remaining", "a_remaining"),
+    [(8, 9), (9, 8)],
+    ids=["service-counted-a-first", "service-counted-b-first"],
+)
+def test_overtaken_answers_keep_the_budget_exact(b_remaining: int, a_remaining: int) -> None:
+    pacer = Pacer(clock=lambda: 0.0)
     first = pacer.try_reserve()
     assert first is not None
     pacer.settle(first, RateLimit(per_hour=100, remaining=10), refused=False)
     a, b = pacer.try_reserve(), pacer.try_reserve()
     assert a is not None and b is not None
     assert pacer.budget() == 8
-    # b's answer arrives first and is trusted: nothing else answered during its flight
-    pacer.settle(b, RateLimit(per_hour=100, remaining=8), refused=False)
-    assert pacer.budget() == 7  # 8 less a, still in flight
-    # a's answer was overtaken: its higher Remaining must not be believed
-    pacer.settle(a, RateLimit(per_hour=100, remaining=9), refused=False)
-    assert pacer.budget() == 7
+    # b's answer arrives first and is trusted (nothing else answered during its flight);
+    # a, still in flight, is assumed not yet counted
+    pacer.settle(b, RateLimit(per_hour=100, remaining=b_remaining), refused=False)
+    assert pacer.budget() == b_remaining - 1
+    # a's answer says whether the service counted it before b; either way the truth is 8
+    pacer.settle(a, RateLimit(per_hour=100, remaining=a_remaining), refused=False)
+    assert pacer.budget() == 8
+
+
+def test_an_answer_can_never_raise_the_budget_past_the_services_word() -> None:
+    pacer = Pacer(clock=lambda: 0.0)
+    first = pacer.try_reserve()
+    assert first is not None
+    pacer.settle(first, RateLimit(remaining=5), refused=False)
+    a, b = pacer.try_reserve(), pacer.try_reserve()
+    assert a is not None and b is not None
+    pacer.settle(b, RateLimit(remaining=0), refused=False)  # others used the quota meanwhile
+    pacer.settle(a, RateLimit(remaining=0), refused=False)
+    assert pacer.budget() <= 0
 
 
 def test_budget_comes_back_as_own_requests_leave_the_hour() -> None:
     now = [0.0]
     pacer = Pacer(clock=lambda: now[0], margin=0.5)
     tickets = [pacer.try_reserve() for _ in range(3)]
-    for ticket in tickets:
+    # the service counted them in the opposite order to the one their answers arrive in
+    for ticket, remaining in zip(tickets, (0, 2, 1), strict=True):
         assert ticket is not None
-        pacer.settle(ticket, RateLimit(per_hour=3, per_day=100, remaining=0), refused=False)
+        pacer.settle(ticket, RateLimit(per_hour=3, per_day=100, remaining=remaining), refused=False)
     assert pacer.budget() == 0
     now[0] = 3600.4
     assert pacer.budget() == 0
     now[0] = 3600.5
     assert pacer.budget() == 3
+
+
+def test_answers_in_processing_order_keep_the_budget_exact() -> None:
+    pacer = Pacer(clock=lambda: 0.0)
+    first = pacer.try_reserve()
+    assert first is not None
+    pacer.settle(first, RateLimit(remaining=10), refused=False)
+    tickets = [pacer.try_reserve() for _ in range(4)]
+    for ticket, remaining in zip(tickets, (9, 8, 7, 6), strict=True):
+        assert ticket is not None
+        pacer.settle(ticket, RateLimit(remaining=remaining), refused=False)
+    assert pacer.budget() == 6
 
 
 def test_not_sent_requests_give_their_reservation_back() -> None:

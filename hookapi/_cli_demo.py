@@ -1,0 +1,355 @@
+"""``hookapi demo``: a burst through one client against a served emulator, checked one by one.
+
+Quota windows are an hour long, so showing the client pace itself against one in real time
+would take hours. The demo instead runs its event loop on a clock that goes ``--time-scale``
+times faster than real time (720 by default: a quota hour lasts 5 s). The emulator, the
+client's pacing, its retries and its timeouts all read that one clock, so what the demo shows
+is the real code at work, only sooner; the summary says which figures are in quota time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import logging
+import math
+import selectors
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+
+from ._cli_common import ExitCode, Progress, percentile, plural, run_until_signal, write_line
+from ._cli_serve import serve_page
+from ._client import AsyncHookClient, PostResult
+from ._exceptions import HookAPIError
+from ._page import DesktopPage
+from ._retry import RetryPolicy
+from .emulator import Emulator
+
+__all__ = ["ScaledTimeLoop", "find_problems", "run_demo"]
+
+HOUR = 3600.0
+#: The faults scripted into a run: (share of the messages delivered, status, times, Retry-After).
+FAULTS: tuple[tuple[float, int, int, float | None], ...] = (
+    (0.0, 503, 2, None),
+    (0.2, 500, 2, None),
+    (0.45, 429, 1, 30.0),
+    (0.7, 503, 2, 5.0),
+)
+_current_message: contextvars.ContextVar[int] = contextvars.ContextVar("hookapi_demo_message")
+
+
+class _ScaledSelector(selectors.DefaultSelector):
+    """Sleeps ``scale`` times shorter than asked: the loop's timers are in scaled seconds."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        return super().select(None if timeout is None else timeout / self.scale)
+
+
+class ScaledTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop whose clock runs ``scale`` times faster than real time.
+
+    Sockets and threads work as usual; only timers (sleeps, timeouts, ``anyio.current_time``)
+    see the faster clock.
+    """
+
+    def __init__(self, scale: float) -> None:
+        super().__init__(_ScaledSelector(scale))
+        self._scale = scale
+        self._origin = time.monotonic()
+
+    def time(self) -> float:
+        """Scaled seconds since the loop was made."""
+        return (time.monotonic() - self._origin) * self._scale
+
+
+class _Throttles(logging.Handler):
+    """Notes which messages the client held back for the quota, from its own log records."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: set[int] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("hookapi: throttling"):
+            self.messages.add(_current_message.get(-1))
+
+
+class _Counting(httpx.AsyncBaseTransport):
+    """Counts the answers by status and times each request, in real seconds."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, scale: float) -> None:
+        self._inner = inner
+        self._scale = scale
+        self.statuses: Counter[int] = Counter()
+        self.round_trips: list[float] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = anyio.current_time()
+        response = await self._inner.handle_async_request(request)
+        self.round_trips.append((anyio.current_time() - started) / self._scale)
+        self.statuses[response.status_code] += 1
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@dataclass(slots=True)
+class _Burst:
+    """What the burst did, message by message."""
+
+    texts: list[str]
+    results: dict[int, PostResult] = field(default_factory=dict)
+    failures: dict[int, HookAPIError] = field(default_factory=dict)
+    started: float = 0.0
+    finished: float = 0.0
+    timed_out: bool = False
+
+    @property
+    def done(self) -> int:
+        return len(self.results) + len(self.failures)
+
+
+def _quota_clock(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "n/a"
+    hours, rest = divmod(max(0.0, seconds), HOUR)
+    minutes, secs = divmod(rest, 60)
+    return f"{int(hours)}:{int(minutes):02d}:{secs:04.1f}"
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run ``hookapi demo`` with parsed ``args``; return the exit status."""
+    scale: float = args.time_scale
+    options: dict[str, Any] = {}
+    if scale != 1:
+        options["loop_factory"] = lambda: ScaledTimeLoop(scale)
+    logger = logging.getLogger("hookapi")
+    throttles = _Throttles()
+    level = logger.level
+    logger.addHandler(throttles)
+    logger.setLevel(logging.INFO)
+    try:
+        code: int = anyio.run(_demo, args, throttles, backend="asyncio", backend_options=options)
+    finally:
+        logger.removeHandler(throttles)
+        logger.setLevel(level)
+    return code
+
+
+async def _demo(args: argparse.Namespace, throttles: _Throttles) -> int:
+    return await _Demo(args, throttles).run()
+
+
+def find_problems(sent: list[str], arrived: list[str]) -> list[str]:
+    """What keeps ``arrived`` from holding each of ``sent`` exactly once, in words."""
+    counts = Counter(arrived)
+    expected = set(sent)
+    problems = []
+    missing = sum(1 for text in sent if not counts[text])
+    doubled = sum(1 for count in counts.values() if count > 1)
+    strangers = sum(1 for text in counts if text not in expected)
+    if missing:
+        problems.append(f"{plural(missing, 'message')} never arrived")
+    if doubled:
+        problems.append(f"{plural(doubled, 'message')} arrived more than once")
+    if strangers:
+        problems.append(f"{plural(strangers, 'unexpected message')} arrived")
+    return problems
+
+
+class _Demo:
+    """One demo run: the emulator and its page, the client, the burst, and the summary."""
+
+    def __init__(self, args: argparse.Namespace, throttles: _Throttles) -> None:
+        self.args = args
+        self.scale: float = args.time_scale
+        self.throttles = throttles
+        self.emulator = Emulator(
+            per_hour=args.per_hour,
+            per_day=24 * args.per_hour,
+            window=args.window,
+            latency=args.latency * self.scale,
+        )
+        self.hook = self.emulator.create_hook("Demo")
+        count = args.messages
+        self.burst = _Burst(texts=[f"Demo message {i:03d} of {count}" for i in range(1, count + 1)])
+        self.counting = _Counting(
+            # The emulator closes idle connections after 5 s of its clock, which may be a few
+            # real milliseconds here: a fresh connection per request cannot race that close.
+            httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=args.tasks, max_keepalive_connections=0)
+            ),
+            self.scale,
+        )
+        self.progress = Progress(sys.stderr, total=count, label="delivered", clock=self._real_time)
+
+    def _real_time(self) -> float:
+        return anyio.current_time() / self.scale
+
+    def _note(self) -> str:
+        hour = f"{HOUR / self.scale:.1f} s" if self.scale != 1 else "an hour"
+        return (
+            f"The clock runs {self.scale:g} times faster than real time: a quota hour lasts {hour}."
+        )
+
+    async def run(self) -> int:
+        args = self.args
+        page = DesktopPage(self.emulator, refresh=1.0, note=self._note())
+        page.start_clock()
+        async with serve_page(page, host=args.host, port=args.port) as server:
+            windows = math.ceil((args.messages + 2) / args.per_hour)
+            write_line(f"Desktop page: {server.url}/ (open it to watch the messages arrive)")
+            write_line(
+                f"Sending {plural(args.messages, 'message')} from {plural(args.tasks, 'task')} "
+                f"through one AsyncHookClient to {server.url}, quota {args.per_hour} per hour "
+                f"({args.window} window). {self._note()} Expect about "
+                f"{(windows - 1) * HOUR / self.scale + 1:.0f} s."
+            )
+            retry = RetryPolicy(
+                max_attempts=6,
+                initial_delay=0.5,
+                max_delay=30.0,
+                deadline=(windows + 2) * HOUR,
+                max_retry_after=2 * HOUR,
+            )
+            client = AsyncHookClient.from_url(
+                self.hook.url_for(server.url),
+                transport=self.counting,
+                retry=retry,
+                timeout=10.0 * self.scale,
+            )
+            try:
+                async with client:
+                    signum = await run_until_signal(lambda: self._send_burst(client))
+            finally:
+                self.progress.close()
+                await self.counting.aclose()
+            if signum is not None:
+                write_line("hookapi demo: interrupted.", stream=sys.stderr)
+            ok = self._summarise()
+            if signum is None and args.keep_serving:
+                write_line(f"Still serving {server.url}/ ; press Ctrl-C to stop.")
+                await run_until_signal(server.wait_stopped)
+        if signum is not None:
+            return ExitCode.INTERRUPTED
+        return ExitCode.OK if ok else ExitCode.FAILED
+
+    def _detail(self) -> str:
+        burst = self.burst
+        retried = sum(1 for r in burst.results.values() if r.attempts > 1)
+        now = anyio.current_time() - burst.started
+        return (
+            f"{retried} retried, {len(self.throttles.messages)} waited for quota, "
+            f"{len(burst.failures)} failed, quota time {_quota_clock(now)}"
+        )
+
+    async def _send_burst(self, client: AsyncHookClient) -> None:
+        burst, progress = self.burst, self.progress
+        faults = [] if self.args.no_faults else list(FAULTS)
+        pending = iter(range(len(burst.texts)))
+
+        def inject() -> None:
+            # Spread over the run, so that faults strike in every quota window, not only the first.
+            while faults and burst.done >= faults[0][0] * len(burst.texts):
+                _, status, times, retry_after = faults.pop(0)
+                self.emulator.fail_next(status, times=times, retry_after=retry_after)
+
+        async def worker() -> None:
+            for index in pending:
+                _current_message.set(index)
+                inject()
+                try:
+                    burst.results[index] = await client.post_message(burst.texts[index])
+                except HookAPIError as exc:
+                    burst.failures[index] = exc
+                progress.update(burst.done, self._detail())
+
+        async def ticker() -> None:
+            while True:
+                await anyio.sleep(0.5 * self.scale)
+                progress.update(burst.done, self._detail(), force=True)
+
+        burst.started = anyio.current_time()
+        with anyio.move_on_after(self.args.timeout * self.scale) as scope:
+            async with anyio.create_task_group() as tasks:
+                if progress.is_tty:
+                    tasks.start_soon(ticker)
+                async with anyio.create_task_group() as workers:
+                    for _ in range(self.args.tasks):
+                        workers.start_soon(worker)
+                tasks.cancel_scope.cancel()
+        burst.finished = anyio.current_time()
+        burst.timed_out = scope.cancelled_caught
+        progress.update(burst.done, self._detail(), force=True)
+
+    def _summarise(self) -> bool:
+        """Print the summary; return whether every message arrived exactly once."""
+        args, burst, scale = self.args, self.burst, self.scale
+        problems = find_problems(burst.texts, [m.text for m in self.emulator.messages(self.hook)])
+        if burst.failures:
+            first = next(iter(burst.failures.values()))
+            problems.insert(0, f"{plural(len(burst.failures), 'message')} failed (first: {first})")
+        if burst.timed_out:
+            problems.insert(0, f"the burst did not finish within {args.timeout:g} s")
+        results = list(burst.results.values())
+        extra = sum(r.attempts - 1 for r in results)
+        extra += sum(max(0, e.attempts - 1) for e in burst.failures.values())
+        injected = self.emulator.faults_injected
+        statuses = self.counting.statuses
+        seen_429, injected_429 = statuses.get(429, 0), injected.get("429", 0)
+        trips = self.counting.round_trips
+        waits = [r.elapsed for r in results]
+        real = (burst.finished - burst.started) / scale
+        quota = self.emulator.quota(self.hook)
+        delivered = f"{len(results)} of {len(burst.texts)}"
+        if not problems:
+            delivered += ", each exactly once (checked against the emulator's record)"
+        lines = [
+            "",
+            "Summary",
+            f"  delivered       {delivered}",
+            f"  retried         {plural(sum(1 for r in results if r.attempts > 1), 'message')}, "
+            f"{plural(extra, 'extra attempt')} (faults injected: {_tally(injected)})",
+            f"  throttle waits  {plural(len(self.throttles.messages), 'message')} waited for the "
+            "quota before being sent",
+            f"  429s seen       {seen_429} ({injected_429} injected with Retry-After, "
+            f"{seen_429 - injected_429} from the quota itself)",
+            f"  answers         {_tally(statuses)}",
+            f"  latency         p50 {_ms(percentile(trips, 0.5))}, "
+            f"p95 {_ms(percentile(trips, 0.95))} per HTTP request (real time)",
+            f"                  p50 {_quota_clock(percentile(waits, 0.5))}, "
+            f"p95 {_quota_clock(percentile(waits, 0.95))} per message in quota time "
+            "(quota waits and retries included)",
+            f"  elapsed         {real:.1f} s real = {_quota_clock(real * scale)} of quota time "
+            f"(clock {scale:g}x real time)",
+            f"  quota           {args.per_hour} per hour, {args.window} window; "
+            f"{quota.used_hour} used in the current hour, {quota.remaining} left",
+        ]
+        for text in lines:
+            write_line(text)
+        if problems:
+            write_line(f"Result: FAILED: {'; '.join(problems)}.")
+            return False
+        write_line("Result: every message was delivered exactly once.")
+        return True
+
+
+def _tally(counts: Mapping[Any, int]) -> str:
+    return ", ".join(f"{n} x {key}" for key, n in sorted(counts.items())) or "none"
+
+
+def _ms(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1000:.1f} ms"
