@@ -295,7 +295,11 @@ class AsyncHookClient:
         await self._transport.aclose()
 
     async def post_message(
-        self, text: str, *, timeout: float | None = None, deadline: float | None = None
+        self,
+        text: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (per-call timeouts are the contract)
+        deadline: float | None = None,
     ) -> PostResult:
         """Post ``text`` to the hook's Desktop as the bot, throttled and retried.
 
@@ -335,7 +339,7 @@ class AsyncHookClient:
                 rate_limit=response.extensions.get(RATE_LIMIT_EXTENSION),
                 elapsed=anyio.current_time() - started,
             )
-        assert scope.cancelled_caught  # noqa: S101  (the only way out of the block without return)
+        assert scope.cancelled_caught
         raise APITimeoutError(
             f"POST {self._url_text} did not finish within its {total:g} s deadline.",
             url=self._url_text,
@@ -406,7 +410,9 @@ class AsyncHookClient:
         delivery = delivery_of(exc)
         kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
         detail = _redact(str(exc), self._secret) or type(exc).__name__
-        where = "before it was sent" if delivery is Delivery.NOT_SENT else "after it may have been sent"
+        where = (
+            "before it was sent" if delivery is Delivery.NOT_SENT else "after it may have been sent"
+        )
         return kind(
             f"POST {self._url_text} failed {where}: {type(exc).__name__}: {detail}.",
             url=self._url_text,
@@ -473,7 +479,7 @@ class _Call:
         self.attempts = number
         self.extensions = {}
         try:
-            return await self.client._send(self, number)  # noqa: SLF001
+            return await self.client._send(self, number)
         except HookAPIError as exc:
             exc.attempts = number
             self.extensions = {}

@@ -235,17 +235,13 @@ class ServiceUnavailableError(ServerError):
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
-    cls.default_status: cls
-    for cls in (
-        BadRequestError,
-        AuthenticationError,
-        PermissionDeniedError,
-        NotFoundError,
-        RateLimitError,
-        InternalServerError,
-        ServiceUnavailableError,
-    )
-    if cls.default_status is not None
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+    500: InternalServerError,
+    503: ServiceUnavailableError,
 }
 
 

@@ -115,7 +115,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - now)
 
 
-class QuotaWaitTooLong(Exception):  # noqa: N818  (internal signal, mapped to RateLimitError)
+class QuotaWaitTooLong(Exception):
     """The quota cannot come back before the deadline; ``wait`` is the least time it needs."""
 
     def __init__(self, wait: float) -> None:
@@ -375,7 +375,7 @@ class Pacer:
 
     def _reconcile(self, ticket: Ticket, remaining: int) -> None:
         """Learn from an answer that was overtaken by a newer one."""
-        assert self._remaining is not None  # noqa: S101  (only called once one was adopted)
+        assert self._remaining is not None
         if ticket.seq <= self._adopted_seq and remaining > self._adopted_remaining:
             # It was in flight when the adopted answer came, yet the service counted it
             # before that one (a higher Remaining): it was subtracted once too often.

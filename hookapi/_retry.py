@@ -85,7 +85,8 @@ class RetryPolicy:
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+        attempts: object = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int):
             raise InvalidInputError("RetryPolicy.max_attempts must be an int.")
         if self.max_attempts < 1:
             raise InvalidInputError(
@@ -95,8 +96,9 @@ class RetryPolicy:
         _check_seconds("max_delay", self.max_delay)
         _check_seconds("deadline", self.deadline, allow_zero=False)
         _check_seconds("max_retry_after", self.max_retry_after)
-        if not isinstance(self.retry_statuses, frozenset) or not all(
-            isinstance(s, int) and 400 <= s <= 599 for s in self.retry_statuses
+        statuses: object = self.retry_statuses
+        if not isinstance(statuses, frozenset) or not all(
+            isinstance(s, int) and 400 <= s <= 599 for s in statuses
         ):
             raise InvalidInputError(
                 "RetryPolicy.retry_statuses must be a frozenset of HTTP error statuses (400-599)."

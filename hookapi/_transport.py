@@ -34,7 +34,11 @@ SENDING_EXTENSION = "hookapi.sending"
 RATE_LIMIT_EXTENSION = "hookapi.rate_limit"
 
 # Failures that happen before a byte of the request can have left: safe to send again.
-_NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NOT_SENT: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
 
 
 def delivery_of(exc: httpx.TransportError) -> Delivery:

@@ -1,4 +1,4 @@
-"""An asyncio event loop on virtual time, the asyncio twin of trio's ``MockClock(autojump_threshold=0)``.
+"""An asyncio event loop on virtual time: the twin of trio's ``MockClock(autojump_threshold=0)``.
 
 Whenever the loop would block waiting for a timer, the clock jumps to that timer instead, so
 hours of backoff and throttling run in milliseconds. Only for tests without real sockets.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -92,7 +93,14 @@ async def test_documented_401_body_is_parsed(
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"[1, 2]", b'{"error": 5}', b"\xff\xfe garbage", b"", b"<html>maintenance</html>"],
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'{"error": 5}',
+        b"\xff\xfe garbage",
+        b"",
+        b"<html>maintenance</html>",
+    ],
 )
 async def test_malformed_error_bodies_still_give_the_typed_error(
     router: respx.MockRouter, make_client: ClientFactory, message_url: str, body: bytes
@@ -183,9 +191,12 @@ async def test_a_broken_error_body_still_gives_the_status_error(
     router: respx.MockRouter, make_client: ClientFactory, message_url: str
 ) -> None:
     class Broken(httpx.AsyncByteStream):
-        async def __aiter__(self):  # type: ignore[no-untyped-def]
+        def chunks(self) -> list[bytes]:
             raise httpx.ReadError("gone")
-            yield b""  # pragma: no cover
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for chunk in self.chunks():
+                yield chunk  # pragma: no cover
 
     router.post(message_url).mock(return_value=httpx.Response(404, stream=Broken()))
     async with make_client() as client:

@@ -19,9 +19,7 @@ NAMES = {
     "remaining": "X-Rate-Limit-Remaining",
 }
 
-header_text = st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30
-)
+header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
 
 
 @given(values=st.dictionaries(st.sampled_from(sorted(NAMES)), header_text))
@@ -38,9 +36,7 @@ def test_any_header_text_parses_without_raising(values: dict[str, str]) -> None:
 
 
 @given(
-    numbers=st.fixed_dictionaries(
-        {k: st.integers(min_value=0, max_value=10**11) for k in NAMES}
-    ),
+    numbers=st.fixed_dictionaries({k: st.integers(min_value=0, max_value=10**11) for k in NAMES}),
     padding=st.sampled_from(["", " ", "\t"]),
 )
 def test_valid_counts_round_trip(numbers: dict[str, int], padding: str) -> None:
@@ -63,7 +59,7 @@ def test_retry_after_delay_seconds(seconds: int) -> None:
     assert parse_retry_after(str(seconds)) == float(seconds)
 
 
-@given(offset=st.integers(min_value=-10**6, max_value=10**7))
+@given(offset=st.integers(min_value=-(10**6), max_value=10**7))
 def test_retry_after_http_date(offset: int) -> None:
     now = 1_800_000_000.0
     value = formatdate(now + offset, usegmt=True)

@@ -76,7 +76,12 @@ async def test_from_url_accepts_the_copied_hook_url(
 ) -> None:
     route = router.post(message_url).respond(200, text="ok")
     transport = httpx.MockTransport(router.async_handler)
-    for url in (f"{BASE}/{HOOK_ID}/{secret}", message_url, f"{message_url}/", f" {BASE}/{HOOK_ID}/{secret}/ "):
+    for url in (
+        f"{BASE}/{HOOK_ID}/{secret}",
+        message_url,
+        f"{message_url}/",
+        f" {BASE}/{HOOK_ID}/{secret}/ ",
+    ):
         async with AsyncHookClient.from_url(url, transport=transport) as client:
             await client.post_message("hi")
             assert client.hook_id == HOOK_ID
@@ -101,7 +106,10 @@ async def test_base_url_at_the_root(router: respx.MockRouter, secret: str) -> No
         hook_id=HOOK_ID, secret=secret, base_url="https://root.example.test/", transport=transport
     ) as client:
         await client.post_message("hi")
-        assert repr(client) == f"<AsyncHookClient base_url='https://root.example.test' hook_id='{HOOK_ID}'>"
+        assert (
+            repr(client)
+            == f"<AsyncHookClient base_url='https://root.example.test' hook_id='{HOOK_ID}'>"
+        )
     assert route.called
 
 

@@ -117,7 +117,11 @@ async def loopback_server(statuses: list[int]) -> AsyncIterator[str]:
             while len(body) < length:
                 body += await stream.receive()
             status = next(answers)
-            text = b"ok" if status == 200 else b'{"error": "nope", "message": "path ' + head.split(b" ")[1] + b'"}'
+            text = (
+                b"ok"
+                if status == 200
+                else b'{"error": "nope", "message": "path ' + head.split(b" ")[1] + b'"}'
+            )
             extra = "".join(f"{k}: {v}\r\n" for k, v in rate_headers(9).items())
             await stream.send(
                 f"HTTP/1.1 {status} X\r\nContent-Length: {len(text)}\r\n{extra}"
@@ -135,20 +139,18 @@ async def loopback_server(statuses: list[int]) -> AsyncIterator[str]:
 async def test_the_secret_never_leaks_over_a_real_socket(
     canary: Canary, secret: str, anyio_backend: str
 ) -> None:
-    async with loopback_server([200, 503, 503, 503, 401]) as base:
-        async with AsyncHookClient(
-            hook_id=HOOK_ID, secret=secret, base_url=base, retry=FAST
-        ) as client:
-            canary.saw(client, await client.post_message("over the wire"))
-            error = await canary.expect_error(
-                "503 x3 then give up", lambda: client.post_message("fails")
-            )
-            assert error.attempts == 3
-            await canary.expect_error("401 echoing the path", lambda: client.post_message("no"))
+    async with (
+        loopback_server([200, 503, 503, 503, 401]) as base,
+        AsyncHookClient(hook_id=HOOK_ID, secret=secret, base_url=base, retry=FAST) as client,
+    ):
+        canary.saw(client, await client.post_message("over the wire"))
+        error = await canary.expect_error(
+            "503 x3 then give up", lambda: client.post_message("fails")
+        )
+        assert error.attempts == 3
+        await canary.expect_error("401 echoing the path", lambda: client.post_message("no"))
     # and a connection refused on a port nobody listens on
-    async with AsyncHookClient(
-        hook_id=HOOK_ID, secret=secret, base_url=base, retry=FAST
-    ) as client:
+    async with AsyncHookClient(hook_id=HOOK_ID, secret=secret, base_url=base, retry=FAST) as client:
         await canary.expect_error("connection refused", lambda: client.post_message("x"))
     canary.check(loggers={"hookapi", "httpcore"})
 
@@ -201,12 +203,12 @@ async def test_the_secret_never_leaks_through_mocked_paths(
     def hang_then_fail(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError(f"cannot reach {request.url}")
 
-    async with make_client(
-        transport=httpx.MockTransport(hang_then_fail), retry=FAST
-    ) as client:
-        error = await canary.expect_error("connect error naming the URL", lambda: client.post_message("x"))
+    async with make_client(transport=httpx.MockTransport(hang_then_fail), retry=FAST) as client:
+        error = await canary.expect_error(
+            "connect error naming the URL", lambda: client.post_message("x")
+        )
         assert error.attempts == 3
-        canary.saw(client._transport, client._pacer)  # noqa: SLF001
+        canary.saw(client._transport, client._pacer)
     await canary.expect_error("closed client", lambda: client.post_message("x"))
     canary.check(loggers={"hookapi"})
     throttle = [r for r in canary.caplog.records if "throttling" in r.getMessage()]
@@ -215,7 +217,11 @@ async def test_the_secret_never_leaks_through_mocked_paths(
 
 def test_the_secret_never_leaks_from_bad_construction(secret: str) -> None:
     texts: list[str] = []
-    for url in (f"https://x.test/{secret}", f"https://x.test/a/{secret}?q=1", f"ftp://x.test/a/{secret}"):
+    for url in (
+        f"https://x.test/{secret}",
+        f"https://x.test/a/{secret}?q=1",
+        f"ftp://x.test/a/{secret}",
+    ):
         with pytest.raises(InvalidInputError) as caught:
             AsyncHookClient.from_url(url)
         texts += texts_of(caught.value)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
+from functools import partial
 
 import anyio
 import httpx
@@ -66,8 +68,7 @@ async def test_concurrent_calls_reserve_from_the_known_budget(make_client: Clien
                 await client.post_message(f"m{i}", deadline=60)
                 outcomes.append("sent")
             except RateLimitError as exc:
-                assert exc.local
-                outcomes.append("refused locally")
+                outcomes.append("refused locally" if exc.local else "refused by the service")
 
         started = anyio.current_time()
         async with anyio.create_task_group() as tg:
@@ -89,7 +90,7 @@ async def test_waits_for_the_quota_to_come_back_without_a_refusal(
         started = anyio.current_time()
         async with anyio.create_task_group() as tg:
             for i in range(39):
-                tg.start_soon(lambda i=i: client.post_message(f"m{i}", deadline=5 * 3600))
+                tg.start_soon(partial(client.post_message, f"m{i}", deadline=5 * 3600))
         elapsed = anyio.current_time() - started
     assert service.refused == 0
     assert len(service.accepted) == 40
@@ -116,7 +117,7 @@ async def test_the_daily_quota_is_respected(make_client: ClientFactory) -> None:
         started = anyio.current_time()
         async with anyio.create_task_group() as tg:
             for i in range(69):
-                tg.start_soon(lambda i=i: client.post_message(f"m{i}", deadline=2 * 86400))
+                tg.start_soon(partial(client.post_message, f"m{i}", deadline=2 * 86400))
         elapsed = anyio.current_time() - started
     assert service.refused == 0
     assert len(service.accepted) == 70
@@ -152,10 +153,12 @@ async def test_missing_headers_mean_no_throttling(make_client: ClientFactory) ->
         in_flight -= 1
         return httpx.Response(200, text="ok")
 
-    async with make_client(transport=httpx.MockTransport(bare)) as client:
-        async with anyio.create_task_group() as tg:
-            for i in range(30):
-                tg.start_soon(client.post_message, f"m{i}")
+    async with (
+        make_client(transport=httpx.MockTransport(bare)) as client,
+        anyio.create_task_group() as tg,
+    ):
+        for i in range(30):
+            tg.start_soon(client.post_message, f"m{i}")
     assert peak == 30
     assert client.rate_limit is None
 
@@ -215,8 +218,8 @@ async def test_refusals_back_off_instead_of_storming(make_client: ClientFactory)
     # with growing gaps: 1 s, 2 s, 4 s ... capped at an hour
     later = times[20:]
     assert peak == 20
-    gaps = [b - a for a, b in zip(later, later[1:], strict=False)]
-    assert all(g2 >= g1 - 0.02 for g1, g2 in zip(gaps, gaps[1:], strict=False))
+    gaps = [b - a for a, b in itertools.pairwise(later)]
+    assert all(g2 >= g1 - 0.02 for g1, g2 in itertools.pairwise(gaps))
     assert len(times) < 20 + 15
 
 
@@ -251,7 +254,8 @@ def test_overtaken_answers_keep_the_budget_exact(b_remaining: int, a_remaining: 
     assert first is not None
     pacer.settle(first, RateLimit(per_hour=100, remaining=10), refused=False)
     a, b = pacer.try_reserve(), pacer.try_reserve()
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert pacer.budget() == 8
     # b's answer arrives first and is trusted (nothing else answered during its flight);
     # a, still in flight, is assumed not yet counted
@@ -268,7 +272,8 @@ def test_an_answer_can_never_raise_the_budget_past_the_services_word() -> None:
     assert first is not None
     pacer.settle(first, RateLimit(remaining=5), refused=False)
     a, b = pacer.try_reserve(), pacer.try_reserve()
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     pacer.settle(b, RateLimit(remaining=0), refused=False)  # others used the quota meanwhile
     pacer.settle(a, RateLimit(remaining=0), refused=False)
     assert pacer.budget() <= 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Any
 
 import httpx
@@ -35,8 +36,14 @@ async def test_bad_messages_are_refused_before_sending(
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("timeout", 0), ("timeout", -1.0), ("timeout", math.nan), ("timeout", "10"),
-     ("deadline", 0), ("deadline", True)],
+    [
+        ("timeout", 0),
+        ("timeout", -1.0),
+        ("timeout", math.nan),
+        ("timeout", "10"),
+        ("deadline", 0),
+        ("deadline", True),
+    ],
 )
 async def test_bad_per_call_options_are_refused(
     router: respx.MockRouter, make_client: ClientFactory, message_url: str, option: str, value: Any
@@ -88,7 +95,8 @@ def test_bad_base_urls(base_url: Any, match: str, secret: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "base_url", ["http://127.0.0.1:8080", "http://localhost", "http://[::1]:9", "http://x.localhost"]
+    "base_url",
+    ["http://127.0.0.1:8080", "http://localhost", "http://[::1]:9", "http://x.localhost"],
 )
 def test_plain_http_to_loopback_is_allowed(base_url: str, secret: str) -> None:
     client = AsyncHookClient(hook_id=HOOK_ID, secret=secret, base_url=base_url)
@@ -180,6 +188,4 @@ def test_secret_object_is_accepted_and_hidden(secret: str) -> None:
     assert wrapped != secret
     assert hash(wrapped) == hash(Secret(secret))
     with pytest.raises(TypeError, match="pickled"):
-        import pickle
-
         pickle.dumps(wrapped)
