@@ -1,0 +1,61 @@
+"""The public surface: what ``import hookapi`` offers, and that it is typed and documented."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+import hookapi
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert hookapi.__all__ == sorted(hookapi.__all__)
+    public = {n for n in vars(hookapi) if n.isidentifier() and not n.startswith("_")}
+    assert public - {"annotations"} <= set(hookapi.__all__) | {"emulator", "testing"}
+    for name in hookapi.__all__:
+        assert hasattr(hookapi, name), name
+
+
+@pytest.mark.parametrize("name", [n for n in hookapi.__all__ if n != "__version__"])
+def test_every_public_name_has_a_docstring(name: str) -> None:
+    obj = getattr(hookapi, name)
+    assert inspect.getdoc(obj), name
+    if inspect.isclass(obj):
+        for attr, member in vars(obj).items():
+            if not attr.startswith("_") and callable(member):
+                assert inspect.getdoc(member), f"{name}.{attr}"
+
+
+@pytest.mark.parametrize("cls", [hookapi.RateLimit, hookapi.RetryPolicy, hookapi.PostResult])
+def test_value_objects_are_frozen_and_keyword_only(cls: type) -> None:
+    params = dataclasses.fields(cls)
+    assert all(field.kw_only for field in params)
+    instance = cls(**{f.name: 1 for f in params if f.default is dataclasses.MISSING})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(instance, params[0].name, 2)
+    assert not hasattr(instance, "__dict__")  # slots
+
+
+def test_the_package_is_typed() -> None:
+    from importlib.resources import files
+
+    assert files("hookapi").joinpath("py.typed").is_file()
+
+
+def test_import_pulls_in_no_test_or_server_machinery() -> None:
+    code = (
+        "import sys, hookapi; "
+        "bad = [m for m in ('pytest', 'uvicorn', 'trio', 'respx') if m in sys.modules]; "
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_version_is_semver() -> None:
+    major, minor, patch = hookapi.__version__.split(".")
+    assert (major, minor.isdigit(), patch.isdigit()) == ("0", True, True)

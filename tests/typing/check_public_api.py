@@ -1,0 +1,60 @@
+"""Never run: mypy checks that the public API's types are what the docs promise."""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+import httpx
+
+import hookapi
+from hookapi import (
+    APIStatusError,
+    AsyncHookClient,
+    Delivery,
+    PostResult,
+    RateLimit,
+    RateLimitError,
+    RetryPolicy,
+)
+
+
+async def check_client() -> None:
+    client = AsyncHookClient(
+        hook_id="id",
+        secret="s",
+        base_url="https://x.test",
+        timeout=5.0,
+        retry=RetryPolicy(max_attempts=2),
+        transport=httpx.MockTransport(lambda r: httpx.Response(200)),
+    )
+    assert_type(AsyncHookClient.from_url("https://x.test/a/b"), AsyncHookClient)
+    assert_type(AsyncHookClient.from_env(), AsyncHookClient)
+    async with client as entered:
+        assert_type(entered, AsyncHookClient)
+        result = await entered.post_message("hi", timeout=1.0, deadline=2.0)
+        assert_type(result, PostResult)
+        assert_type(result.attempts, int)
+        assert_type(result.rate_limit, RateLimit | None)
+    assert_type(client.rate_limit, RateLimit | None)
+    assert_type(client.retry_policy, RetryPolicy)
+
+
+def check_errors(exc: hookapi.HookAPIError) -> None:
+    assert_type(exc.delivery, Delivery)
+    assert_type(exc.attempts, int)
+    if isinstance(exc, APIStatusError):
+        assert_type(exc.status_code, int)
+        assert_type(exc.rate_limit, RateLimit | None)
+        assert_type(exc.retry_after, float | None)
+        assert_type(exc.error, str | None)
+    if isinstance(exc, RateLimitError):
+        assert_type(exc.local, bool)
+
+
+def check_values() -> None:
+    limit = RateLimit.from_headers({"X-Rate-Limit-Remaining": "1"})
+    assert_type(limit, RateLimit | None)
+    if limit is not None:
+        assert_type(limit.remaining, int | None)
+    assert_type(RetryPolicy.disabled(), RetryPolicy)
+    assert_type(RetryPolicy().deadline, float)
