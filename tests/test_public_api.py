@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import subprocess
 import sys
+from importlib.resources import files
 
 import pytest
 
@@ -41,8 +42,6 @@ def test_value_objects_are_frozen_and_keyword_only(cls: type) -> None:
 
 
 def test_the_package_is_typed() -> None:
-    from importlib.resources import files
-
     assert files("hookapi").joinpath("py.typed").is_file()
 
 
