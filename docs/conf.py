@@ -1,0 +1,32 @@
+"""Sphinx configuration: MyST Markdown pages, API reference from the docstrings, no network."""
+
+from __future__ import annotations
+
+import hookapi
+
+project = "hookapi"
+author = "The hookapi developers"
+copyright = "2026, the hookapi developers"  # noqa: A001
+release = hookapi.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.doctest",
+]
+source_suffix = {".md": "markdown"}
+exclude_patterns = ["_build"]
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_attr_annotations = True
+
+html_theme = "furo"
+html_title = f"hookapi {release}"
