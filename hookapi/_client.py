@@ -380,12 +380,15 @@ class AsyncHookClient:
         raise self._connection_error(failure) from _safe_cause(failure, self._secret)
 
     def _local_refusal(self, wait: float) -> RateLimitError:
+        if math.isinf(wait):
+            why = "the service allows no requests at all (a quota of 0)"
+        else:
+            why = f"the hook's known quota cannot come back for at least {wait:.1f} s"
         error = RateLimitError(
-            f"POST {self._url_text} was not sent: the hook's known quota cannot come back "
-            f"for at least {wait:.1f} s, past this call's deadline.",
+            f"POST {self._url_text} was not sent: {why}, past this call's deadline.",
             url=self._url_text,
             status_code=429,
-            retry_after=wait,
+            retry_after=None if math.isinf(wait) else wait,
             delivery=Delivery.NOT_SENT,
         )
         error.local = True

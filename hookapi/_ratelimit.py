@@ -181,6 +181,9 @@ class Pacer:
         # The last adopted answer: the reservations started by then, and its Remaining.
         self._adopted_seq = 0
         self._adopted_remaining = 0
+        # A Remaining learnt this long ago says nothing any more: every request it counted
+        # has left the hourly window.
+        self._stale_at = math.inf
         self._blocked_until = -math.inf
         self._refusals = 0
         self._probe_due = False
@@ -196,6 +199,9 @@ class Pacer:
         return self._budget(self._clock())
 
     def _expire(self, now: float) -> None:
+        if now >= self._stale_at:
+            self._remaining = None
+            self._stale_at = math.inf
         while self._hour_log and self._hour_log[0][1] <= now:
             self._hour_log.popleft()
             if self._remaining is not None:
@@ -227,7 +233,8 @@ class Pacer:
         times = [now]
         hour_times = [expiry for _, expiry in self._hour_log]
         if self._remaining is not None and self._remaining < 1:
-            times.append(self._credit_time(hour_times, 1 - self._remaining, HOUR, now))
+            credit = self._credit_time(hour_times, 1 - self._remaining, HOUR, now)
+            times.append(min(credit, self._stale_at))
         if self._per_hour is not None:
             need = 1 - (self._per_hour - len(self._hour_log) - self._in_flight)
             if need > 0:
@@ -362,6 +369,7 @@ class Pacer:
         if rate_limit is not None and rate_limit.remaining is not None:
             remaining = min(remaining, rate_limit.remaining)
         self._remaining = remaining - self._in_flight
+        self._stale_at = now + HOUR + self._margin
 
     def _adopt(self, remaining: int, now: float) -> None:
         # Requests that may already have left the service's window must not be credited again.
@@ -370,6 +378,7 @@ class Pacer:
             self._hour_log.popleft()
         # Every request still in flight is assumed not counted yet; _reconcile corrects that.
         self._remaining = remaining - self._in_flight
+        self._stale_at = now + HOUR + self._margin
         self._adopted_seq = self._started
         self._adopted_remaining = remaining
 

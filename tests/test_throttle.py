@@ -11,8 +11,9 @@ import anyio
 import httpx
 import pytest
 
-from hookapi import RateLimitError, RetryPolicy
-from hookapi._ratelimit import Pacer, RateLimit
+from hookapi import RateLimitError, RetryPolicy, _ratelimit
+from hookapi._ratelimit import Pacer, RateLimit, Ticket
+from hookapi._transport import RateLimitTransport
 
 from .conftest import ClientFactory, rate_headers
 
@@ -328,3 +329,84 @@ def test_no_headers_no_limit() -> None:
     assert ticket is not None
     pacer.settle(ticket, None, refused=False)
     assert pacer.budget() == math.inf
+
+
+def test_a_remaining_older_than_an_hour_is_forgotten() -> None:
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    ticket = pacer.try_reserve()
+    assert ticket is not None
+    # someone else used the hour up; this client's only request was counted long ago
+    pacer.settle(ticket, RateLimit(remaining=0), refused=False)
+    pacer._hour_log.clear()
+    assert pacer.budget() == 0
+    now[0] = 3600.5
+    assert pacer.budget() == math.inf
+
+
+async def test_a_quota_of_zero_is_refused_at_once(make_client: ClientFactory) -> None:
+    calls = 0
+
+    def none_allowed(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(200, headers={"X-Rate-Limit-Total-Per-Hour": "0"})
+
+    async with make_client(transport=httpx.MockTransport(none_allowed)) as client:
+        await client.post_message("learns the quota is 0")
+        with pytest.raises(RateLimitError, match="allows no requests") as caught:
+            await client.post_message("never")
+    assert caught.value.local
+    assert caught.value.retry_after is None
+    assert calls == 1
+
+
+async def test_waiters_behind_a_probe_wait_for_its_answer(make_client: ClientFactory) -> None:
+    calls: list[float] = []
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(anyio.current_time())
+        await anyio.sleep(5)
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"Retry-After": "10"})
+        return httpx.Response(200, headers=rate_headers(50))
+
+    async with make_client(transport=httpx.MockTransport(answer)) as client:
+        start = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.post_message, "refused first")
+            await anyio.sleep(6)  # after the refusal: the others queue behind the probe
+            for i in range(3):
+                tg.start_soon(client.post_message, f"m{i}")
+    # refused at 5; the probe goes alone at 15 and answers at 20; the rest go at 20
+    assert [t - start for t in calls] == [0, 15, 20, 20, 20]
+
+
+async def test_the_transport_layer_closes_only_what_it_owns() -> None:
+    closed: list[str] = []
+
+    class Inner(httpx.AsyncBaseTransport):
+        async def aclose(self) -> None:
+            closed.append("inner")
+
+    pacer = Pacer()
+    url = httpx.URL("https://x.test/a/s/message")
+    async with RateLimitTransport(Inner(), pacer=pacer, real_url=url, own_inner=True) as layer:
+        assert layer.pacer is pacer
+        assert "s/message" not in repr(layer)
+    await layer.aclose()
+    async with RateLimitTransport(Inner(), pacer=pacer, real_url=url, own_inner=False):
+        pass
+    assert closed == ["inner"]
+
+
+def test_logs_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_ratelimit, "_LOG_CAP", 100)
+    pacer = Pacer(clock=lambda: 0.0)
+    first = pacer.try_reserve()
+    assert first is not None
+    pacer.settle(first, RateLimit(per_hour=10**9, per_day=80, remaining=10**9), refused=False)
+    for seq in range(300):
+        pacer._log(Ticket(seq, 0.0, 0), 0.0)
+    assert len(pacer._hour_log) == 100
+    assert len(pacer._day_log) == 160
