@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import anyio
+import httpx
 
 __all__ = ["Pacer", "QuotaWaitTooLong", "RateLimit", "Ticket", "parse_retry_after"]
 
@@ -59,12 +60,14 @@ class RateLimit:
         """Parse the four headers; ``None`` when the answer carried none of them.
 
         Args:
-            headers: A case-insensitive mapping, such as ``httpx.Headers``.
+            headers: The answer's headers; names are matched case-insensitively.
 
         Example:
             >>> RateLimit.from_headers({"X-Rate-Limit-Remaining": "7", "X-Rate-Limit-Used": "x"})
             RateLimit(per_hour=None, per_day=None, used=None, remaining=7)
         """
+        if not isinstance(headers, httpx.Headers):
+            headers = httpx.Headers(headers)
         raw = (
             headers.get("x-rate-limit-total-per-hour"),
             headers.get("x-rate-limit-total-per-day"),
