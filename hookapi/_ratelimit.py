@@ -67,7 +67,7 @@ class RateLimit:
             RateLimit(per_hour=None, per_day=None, used=None, remaining=7)
         """
         if not isinstance(headers, httpx.Headers):
-            headers = httpx.Headers(headers)
+            headers = {str(name).lower(): value for name, value in headers.items()}
         raw = (
             headers.get("x-rate-limit-total-per-hour"),
             headers.get("x-rate-limit-total-per-day"),
