@@ -1,39 +1,39 @@
 """``hookapi demo``: a burst through one client against a served emulator, checked one by one.
 
 Quota windows are an hour long, so showing the client pace itself against one in real time
-would take hours. The demo instead runs its event loop on a clock that goes ``--time-scale``
-times faster than real time (720 by default: a quota hour lasts 5 s). The emulator, the
-client's pacing, its retries and its timeouts all read that one clock, so what the demo shows
-is the real code at work, only sooner; the summary says which figures are in quota time.
+would take hours. The demo instead runs on a clock that goes ``--time-scale`` times faster than
+real time (720 by default: a quota hour lasts 5 s). The emulator's quota, the client's pacing,
+its retries and its timeouts all read that clock, so what the demo shows is the real code at
+work, only sooner; the summary says which figures are in quota time and which in real time.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextvars
 import logging
 import math
-import selectors
 import sys
-import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 
 from ._cli_common import ExitCode, Progress, percentile, plural, run_until_signal, write_line
-from ._cli_serve import serve_page
 from ._client import AsyncHookClient, PostResult
+from ._demo_stage import BackgroundServer, ScaledClock, ScaledTimeLoop
 from ._exceptions import HookAPIError
 from ._page import DesktopPage
 from ._retry import RetryPolicy
-from .emulator import Emulator
+from .emulator import Emulator, Hook
 
-__all__ = ["ScaledTimeLoop", "find_problems", "run_demo"]
+if TYPE_CHECKING:
+    from .emulator._app import ASGIApp, Receive, Scope, Send
+
+__all__ = ["find_problems", "run_demo"]
 
 HOUR = 3600.0
 #: The faults scripted into a run: (share of the messages delivered, status, times, Retry-After).
@@ -44,34 +44,6 @@ FAULTS: tuple[tuple[float, int, int, float | None], ...] = (
     (0.7, 503, 2, 5.0),
 )
 _current_message: contextvars.ContextVar[int] = contextvars.ContextVar("hookapi_demo_message")
-
-
-class _ScaledSelector(selectors.DefaultSelector):
-    """Sleeps ``scale`` times shorter than asked: the loop's timers are in scaled seconds."""
-
-    def __init__(self, scale: float) -> None:
-        super().__init__()
-        self.scale = scale
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        return super().select(None if timeout is None else timeout / self.scale)
-
-
-class ScaledTimeLoop(asyncio.SelectorEventLoop):
-    """An asyncio loop whose clock runs ``scale`` times faster than real time.
-
-    Sockets and threads work as usual; only timers (sleeps, timeouts, ``anyio.current_time``)
-    see the faster clock.
-    """
-
-    def __init__(self, scale: float) -> None:
-        super().__init__(_ScaledSelector(scale))
-        self._scale = scale
-        self._origin = time.monotonic()
-
-    def time(self) -> float:
-        """Scaled seconds since the loop was made."""
-        return (time.monotonic() - self._origin) * self._scale
 
 
 class _Throttles(logging.Handler):
@@ -130,27 +102,49 @@ def _quota_clock(seconds: float) -> str:
     return f"{int(hours)}:{int(minutes):02d}:{secs:04.1f}"
 
 
+class _ScriptedFaults:
+    """Queues the demo's faults as the burst goes on, so that they strike in every window.
+
+    It wraps the served app and so runs in the server's thread, where the emulator lives.
+    """
+
+    def __init__(self, app: ASGIApp, emulator: Emulator, hook: Hook, *, total: int) -> None:
+        self._app = app
+        self._emulator = emulator
+        self._hook = hook
+        self._total = total
+        self._pending = list(FAULTS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self._pending:
+            delivered = len(self._emulator.messages(self._hook))
+            while self._pending and delivered >= self._pending[0][0] * self._total:
+                _, status, times, retry_after = self._pending.pop(0)
+                self._emulator.fail_next(status, times=times, retry_after=retry_after)
+        await self._app(scope, receive, send)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``hookapi demo`` with parsed ``args``; return the exit status."""
-    scale: float = args.time_scale
-    options: dict[str, Any] = {}
-    if scale != 1:
-        options["loop_factory"] = lambda: ScaledTimeLoop(scale)
+    demo = _Demo(args)
+    server = BackgroundServer(demo.app(), host=args.host, port=args.port)
+    url = server.start().url
     logger = logging.getLogger("hookapi")
-    throttles = _Throttles()
     level = logger.level
-    logger.addHandler(throttles)
+    logger.addHandler(demo.throttles)
     logger.setLevel(logging.INFO)
     try:
-        code: int = anyio.run(_demo, args, throttles, backend="asyncio", backend_options=options)
+        code: int = anyio.run(
+            demo.run,
+            url,
+            backend="asyncio",
+            backend_options={"loop_factory": lambda: ScaledTimeLoop(demo.clock)},
+        )
     finally:
-        logger.removeHandler(throttles)
+        logger.removeHandler(demo.throttles)
         logger.setLevel(level)
+        server.stop()
     return code
-
-
-async def _demo(args: argparse.Namespace, throttles: _Throttles) -> int:
-    return await _Demo(args, throttles).run()
 
 
 def find_problems(sent: list[str], arrived: list[str]) -> list[str]:
@@ -173,24 +167,26 @@ def find_problems(sent: list[str], arrived: list[str]) -> list[str]:
 class _Demo:
     """One demo run: the emulator and its page, the client, the burst, and the summary."""
 
-    def __init__(self, args: argparse.Namespace, throttles: _Throttles) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.scale: float = args.time_scale
-        self.throttles = throttles
+        self.clock = ScaledClock(self.scale)
+        self.throttles = _Throttles()
         self.emulator = Emulator(
             per_hour=args.per_hour,
             per_day=24 * args.per_hour,
             window=args.window,
-            latency=args.latency * self.scale,
+            clock=self.clock,
+            latency=args.latency,
         )
         self.hook = self.emulator.create_hook("Demo")
         count = args.messages
         self.burst = _Burst(texts=[f"Demo message {i:03d} of {count}" for i in range(1, count + 1)])
         self.counting = _Counting(
-            # The emulator closes idle connections after 5 s of its clock, which may be a few
-            # real milliseconds here: a fresh connection per request cannot race that close.
             httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=args.tasks, max_keepalive_connections=0)
+                # Idle connections are dropped well before the emulator's 5 s idle timeout
+                # (both in real seconds), lest a request race the server's close.
+                limits=httpx.Limits(max_connections=args.tasks, keepalive_expiry=1.0)
             ),
             self.scale,
         )
@@ -205,46 +201,49 @@ class _Demo:
             f"The clock runs {self.scale:g} times faster than real time: a quota hour lasts {hour}."
         )
 
-    async def run(self) -> int:
-        args = self.args
-        page = DesktopPage(self.emulator, refresh=1.0, note=self._note())
+    def app(self) -> ASGIApp:
+        """The app to serve: the desktop page, in front of the emulator with its faults."""
+        page = DesktopPage(self.emulator, refresh=1.0, note=self._note(), clock=self.clock)
         page.start_clock()
-        async with serve_page(page, host=args.host, port=args.port) as server:
-            windows = math.ceil((args.messages + 2) / args.per_hour)
-            write_line(f"Desktop page: {server.url}/ (open it to watch the messages arrive)")
-            write_line(
-                f"Sending {plural(args.messages, 'message')} from {plural(args.tasks, 'task')} "
-                f"through one AsyncHookClient to {server.url}, quota {args.per_hour} per hour "
-                f"({args.window} window). {self._note()} Expect about "
-                f"{(windows - 1) * HOUR / self.scale + 1:.0f} s."
-            )
-            retry = RetryPolicy(
-                max_attempts=6,
-                initial_delay=0.5,
-                max_delay=30.0,
-                deadline=(windows + 2) * HOUR,
-                max_retry_after=2 * HOUR,
-            )
-            client = AsyncHookClient.from_url(
-                self.hook.url_for(server.url),
-                transport=self.counting,
-                retry=retry,
-                timeout=10.0 * self.scale,
-            )
-            try:
-                async with client:
-                    signum = await run_until_signal(lambda: self._send_burst(client))
-            finally:
-                self.progress.close()
-                await self.counting.aclose()
-            if signum is not None:
-                write_line("hookapi demo: interrupted.", stream=sys.stderr)
-            ok = self._summarise()
-            if signum is None and args.keep_serving:
-                write_line(f"Still serving {server.url}/ ; press Ctrl-C to stop.")
-                await run_until_signal(server.wait_stopped)
+        if self.args.no_faults:
+            return page
+        return _ScriptedFaults(page, self.emulator, self.hook, total=self.args.messages)
+
+    async def run(self, url: str) -> int:
+        """Send the burst to the emulator served at ``url``, then print the summary."""
+        args = self.args
+        windows = math.ceil((args.messages + 2) / args.per_hour)
+        write_line(f"Desktop page: {url}/ (open it to watch the messages arrive)")
+        write_line(
+            f"Sending {plural(args.messages, 'message')} from {plural(args.tasks, 'task')} "
+            f"through one AsyncHookClient to {url}, quota {args.per_hour} per hour "
+            f"({args.window} window). {self._note()} Expect about "
+            f"{(windows - 1) * HOUR / self.scale + 1:.0f} s."
+        )
+        retry = RetryPolicy(
+            max_attempts=6,
+            initial_delay=0.5,
+            max_delay=30.0,
+            deadline=(windows + 2) * HOUR,
+            max_retry_after=2 * HOUR,
+        )
+        client = AsyncHookClient.from_url(
+            self.hook.url_for(url), transport=self.counting, retry=retry, timeout=10.0 * self.scale
+        )
+        try:
+            async with client:
+                signum = await run_until_signal(lambda: self._send_burst(client))
+        finally:
+            self.progress.close()
+            await self.counting.aclose()
+        if signum is not None:
+            write_line("hookapi demo: interrupted.", stream=sys.stderr)
+        ok = self._summarise()
         if signum is not None:
             return ExitCode.INTERRUPTED
+        if args.keep_serving:
+            write_line(f"Still serving {url}/ ; press Ctrl-C to stop.")
+            await run_until_signal(anyio.sleep_forever)
         return ExitCode.OK if ok else ExitCode.FAILED
 
     def _detail(self) -> str:
@@ -258,19 +257,11 @@ class _Demo:
 
     async def _send_burst(self, client: AsyncHookClient) -> None:
         burst, progress = self.burst, self.progress
-        faults = [] if self.args.no_faults else list(FAULTS)
         pending = iter(range(len(burst.texts)))
-
-        def inject() -> None:
-            # Spread over the run, so that faults strike in every quota window, not only the first.
-            while faults and burst.done >= faults[0][0] * len(burst.texts):
-                _, status, times, retry_after = faults.pop(0)
-                self.emulator.fail_next(status, times=times, retry_after=retry_after)
 
         async def worker() -> None:
             for index in pending:
                 _current_message.set(index)
-                inject()
                 try:
                     burst.results[index] = await client.post_message(burst.texts[index])
                 except HookAPIError as exc:

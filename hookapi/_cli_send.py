@@ -327,9 +327,16 @@ def _report(args: argparse.Namespace, run: _Run, *, interrupted: bool, skipped: 
         where = f"line {run.failed[0]}: " if batch else ""
         write_line(f"hookapi send: error: {where}{run.failed[1]}", stream=sys.stderr)
     if code is not ExitCode.OK:
-        if batch or interrupted:
+        if batch:
             prefix = "interrupted: " if interrupted else ""
             write_line(f"hookapi send: {prefix}{_summary(run)}", stream=sys.stderr)
+        elif interrupted:
+            fate = "was not sent"
+            if run.unknown is not None:
+                fate = "may or may not have been posted"
+            elif run.sent:
+                fate = "was posted"
+            write_line(f"hookapi send: interrupted: the message {fate}.", stream=sys.stderr)
         return code
     skipped_text = f" Skipped {plural(skipped, 'blank line')}." if skipped else ""
     if batch:

@@ -401,7 +401,7 @@ class AsyncHookClient:
             self._rate_limit = rate_limit
         if 200 <= response.status_code < 300:
             try:
-                await response.aread()
+                await _read_bounded(response)
             except httpx.TransportError:
                 pass  # the status said it was posted; a broken tail does not change that
             finally:

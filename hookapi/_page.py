@@ -80,23 +80,33 @@ class DesktopPage:
         emulator: The emulator whose state the page shows and whose app answers the rest.
         refresh: Seconds between the browser's reloads of a page.
         note: A line shown under the title (such as how fast the emulator's clock runs).
+        clock: The emulator's clock, which message times are read on (default: the event
+            loop's, as the emulator's default is).
     """
 
-    def __init__(self, emulator: Emulator, *, refresh: float = 2.0, note: str = "") -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        *,
+        refresh: float = 2.0,
+        note: str = "",
+        clock: Callable[[], float] = anyio.current_time,
+    ) -> None:
         self._emulator = emulator
         self._refresh = refresh
         self._note = note
+        self._clock = clock
         self._origin: float | None = None
 
     def _since_start(self, when: float) -> float:
-        # The page's clock starts at the first request (or first call), on the emulator's clock.
+        # Times are shown from the page's start: the emulator's clock has no meaningful zero.
         if self._origin is None:
-            self._origin = anyio.current_time()
+            self._origin = self._clock()
         return when - self._origin
 
     def start_clock(self) -> None:
-        """Count message times from now (call it inside the event loop, before any message)."""
-        self._origin = anyio.current_time()
+        """Count message times from now (with the default clock, call it in the event loop)."""
+        self._origin = self._clock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the page's own routes; pass every other request to the emulator's app."""
@@ -109,7 +119,8 @@ class DesktopPage:
         await self._emulator.app(scope, receive, send)
 
     def _route(self, scope: Scope) -> tuple[int, bytes, bytes] | None:
-        raw = bytes(scope.get("raw_path") or scope["path"].encode("utf-8"))
+        # Some servers leave the query string on raw_path; the page's routes take none.
+        raw = bytes(scope.get("raw_path") or scope["path"].encode("utf-8")).partition(b"?")[0]
         parts = raw.split(b"/")
         if raw == b"/":
             return 200, b"text/html; charset=utf-8", self.render_index().encode()

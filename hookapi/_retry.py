@@ -149,8 +149,15 @@ async def call_with_retries(
     Raises:
         HookAPIError: The last attempt's error, once retrying stops.
     """
-    if policy.max_attempts == 1:
+    # The first attempt runs without tenacity: most calls succeed at once, and building the
+    # retry machinery for them would cost more than the rest of the call. On a retryable
+    # failure, tenacity takes over and is shown that failure first, so it decides every wait.
+    try:
         return await attempt(1)
+    except HookAPIError as exc:
+        if policy.max_attempts == 1 or not policy.should_retry(exc):
+            raise
+        first_failure = exc
 
     def stop(state: tenacity.RetryCallState) -> bool:
         if state.attempt_number >= policy.max_attempts:
@@ -177,6 +184,8 @@ async def call_with_retries(
     async def numbered() -> T:
         nonlocal counter
         counter += 1
+        if counter == 1:
+            raise first_failure
         return await attempt(counter)
 
     retrying = tenacity.AsyncRetrying(

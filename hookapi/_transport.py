@@ -93,15 +93,11 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
         pacer = self._pacer
         ticket = pacer.try_reserve() or await pacer.acquire(deadline=deadline)
         request.extensions[SENDING_EXTENSION] = True
-        real = httpx.Request(
-            request.method,
-            self.__real_url,
-            headers=request.headers,
-            stream=request.stream,
-            extensions=request.extensions,
-        )
+        # The secret goes in for the inner call only, and comes out however that call ends.
+        public_url = request.url
+        request.url = self.__real_url
         try:
-            response = await self._inner.handle_async_request(real)
+            response = await self._inner.handle_async_request(request)
         except httpx.TransportError as exc:
             pacer.release(ticket, sent=delivery_of(exc) is not Delivery.NOT_SENT)
             raise
@@ -109,7 +105,8 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
             # Cancelled or crashed mid-request: it may have been sent.
             pacer.release(ticket, sent=True)
             raise
-        del real
+        finally:
+            request.url = public_url
         rate_limit = RateLimit.from_headers(response.headers)
         refused = response.status_code == 429
         pacer.settle(

@@ -18,13 +18,14 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_posts_json_to_the_message_url(
-    router: respx.MockRouter, make_client: ClientFactory, message_url: str
+    router: respx.MockRouter, make_client: ClientFactory, message_url: str, secret: str
 ) -> None:
     route = router.post(message_url).respond(200, text="ok", headers=rate_headers(41))
     async with make_client() as client:
         result = await client.post_message("Hello, Desktop ✓")
     request = route.calls.last.request
-    assert request.url == message_url
+    assert route.call_count == 1  # the route matched the real URL, secret included ...
+    assert request.url == message_url.replace(secret, "***")  # ... which left with the call
     assert request.headers["content-type"] == "application/json"
     assert request.headers["user-agent"] == f"hookapi/{hookapi.__version__}"
     assert json.loads(request.content) == {"message": "Hello, Desktop ✓"}
