@@ -69,9 +69,10 @@ class RateLimit:
         found: dict[str, str] = {}
         if isinstance(headers, httpx.Headers):
             # One pass over the raw pairs: much cheaper than four case-insensitive lookups.
-            for name, value in headers.raw:
-                if name[:13].lower() == b"x-rate-limit-":
-                    found.setdefault(name[13:].lower().decode("latin-1"), value.decode("latin-1"))
+            for raw_name, raw_value in headers.raw:
+                if raw_name[:13].lower() == b"x-rate-limit-":
+                    key = raw_name[13:].lower().decode("latin-1")
+                    found.setdefault(key, raw_value.decode("latin-1"))
         else:
             for name, value in headers.items():
                 lowered = str(name).lower()
