@@ -28,6 +28,8 @@ async def test_posts_json_to_the_message_url(
     assert request.url == message_url.replace(secret, "***")  # ... which left with the call
     assert request.headers["content-type"] == "application/json"
     assert request.headers["user-agent"] == f"hookapi/{hookapi.__version__}"
+    assert request.headers["host"] == "hooks.example.test"
+    assert request.headers["content-length"] == str(len(request.content))
     assert json.loads(request.content) == {"message": "Hello, Desktop ✓"}
     assert result.status_code == 200
     assert result.attempts == 1
@@ -186,3 +188,12 @@ def test_client_can_be_built_outside_an_event_loop(secret: str) -> None:
     client = AsyncHookClient(hook_id=HOOK_ID, secret=secret, base_url=BASE)
     assert client.retry_policy == hookapi.RetryPolicy()
     assert secret not in repr(client)
+
+
+async def test_a_custom_user_agent_is_sent(
+    router: respx.MockRouter, make_client: ClientFactory, message_url: str
+) -> None:
+    route = router.post(message_url).respond(200)
+    async with make_client(user_agent="release-bot/2.1") as client:
+        await client.post_message("hi")
+    assert route.calls.last.request.headers["user-agent"] == "release-bot/2.1"

@@ -118,6 +118,8 @@ def test_plain_http_elsewhere_needs_explicit_consent(secret: str) -> None:
         ({"max_connections": 0}, "max_connections"),
         ({"max_connections": 2.5}, "max_connections"),
         ({"transport": object()}, "transport"),
+        ({"user_agent": "bot\r\nX-Injected: 1"}, "user_agent"),
+        ({"user_agent": "bötli"}, "user_agent"),
     ],
 )
 def test_bad_client_options(options: dict[str, Any], match: str, secret: str) -> None:
