@@ -196,7 +196,7 @@ class AsyncHookClient:
         )
         # Every header but Content-Length, as raw pairs: building each request from them skips
         # httpx's header normalisation and body encoding, the largest cost on the hot path.
-        agent = user_agent or f"hookapi/{__version__}"
+        agent: object = user_agent or f"hookapi/{__version__}"
         if not isinstance(agent, str) or not agent.isprintable() or not agent.isascii():
             raise InvalidInputError("user_agent must be printable ASCII text.")
         self._header_pairs: list[tuple[bytes, bytes]] = [
