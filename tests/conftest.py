@@ -12,8 +12,7 @@ import respx
 from trio.testing import MockClock
 
 from hookapi import AsyncHookClient, RetryPolicy
-
-from ._virtual_time import VirtualTimeLoop
+from hookapi.testing import VirtualTimeEventLoop
 
 BASE = "https://hooks.example.test/v1"
 HOOK_ID = "35d7bef2-3d7e-11ec-bfa2-42010a200115"
@@ -23,12 +22,15 @@ def virtual_backend(name: str) -> tuple[str, dict[str, Any]]:
     """Backend options for ``name`` on a fresh virtual clock that jumps whenever all wait."""
     if name == "trio":
         return ("trio", {"clock": MockClock(autojump_threshold=0)})
-    return ("asyncio", {"loop_factory": VirtualTimeLoop})
+    return ("asyncio", {"loop_factory": VirtualTimeEventLoop})
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Every async test runs on asyncio and on trio, both on virtual time."""
+    """Every async test runs on asyncio and on trio, each on a fresh virtual clock at 0.
+
+    Hours of backoff and throttling take milliseconds; tests with real sockets override this.
+    """
     return virtual_backend(request.param)
 
 
