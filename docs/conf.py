@@ -30,3 +30,9 @@ napoleon_attr_annotations = True
 
 html_theme = "furo"
 html_title = f"hookapi {release}"
+
+# No intersphinx (the docs build offline), so references to other projects' and the standard
+# library's types cannot resolve; everything of hookapi's own must.
+nitpick_ignore_regex = [
+    ("py:class", r"(httpx|collections\.abc|contextlib|enum|asyncio)\..*"),
+]
