@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -38,15 +36,8 @@ def tests(session: nox.Session) -> None:
     install_group(session, "tests")
     session.install("-e", ".[emulator,cli]")
     session.run("coverage", "erase")
-    session.run(
-        "coverage",
-        "run",
-        "-m",
-        "pytest",
-        *session.posargs,
-        env={"COVERAGE_PROCESS_START": os.path.abspath("pyproject.toml")},
-    )
-    session.run("coverage", "combine", success_codes=[0, 1])
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report")
 
 
@@ -57,3 +48,23 @@ def docs(session: nox.Session) -> None:
     session.run(
         "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"
     )
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against peers and the bare transport on local nginx (not run by default).
+
+    Pass ``-- --quick`` for a short run; ``-- --help`` lists the options.
+    """
+    import shutil  # noqa: PLC0415  (only this session needs it)
+
+    install_group(session, "bench")
+    session.install("-e", ".[emulator]")
+    if shutil.which("nginx") is None and not os.access("/usr/sbin/nginx", os.X_OK):
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            session.error("The benchmarks need nginx: install it (Debian: apt-get install nginx).")
+        apt = ("apt-get", "-q", "-o", "DPkg::Lock::Timeout=300")
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run(*apt, "update", external=True, env=env)
+        session.run(*apt, "install", "-y", "nginx", external=True, env=env)
+    session.run("python", "benchmarks/run.py", *session.posargs)
