@@ -7,7 +7,6 @@ flows, and skipping them keeps the per-message cost close to the bare transport'
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import os
@@ -38,6 +37,7 @@ from ._transport import (
     RateLimitTransport,
     delivery_of,
 )
+from ._validate import check_base_url, check_timeout, encode_message
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -65,57 +65,6 @@ class PostResult:
     attempts: int
     rate_limit: RateLimit | None
     elapsed: float
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base_url(base_url: str | httpx.URL, *, allow_insecure_http: bool) -> httpx.URL:
-    try:
-        url = httpx.URL(base_url)
-    except (TypeError, httpx.InvalidURL) as exc:
-        raise InvalidInputError(f"base_url is not a valid URL ({exc}).") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise InvalidInputError("base_url must be an absolute http:// or https:// URL.")
-    if url.userinfo:
-        raise InvalidInputError("base_url must not hold a user name or password.")
-    if url.query or url.fragment:
-        raise InvalidInputError("base_url must not have a query or a fragment.")
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
-        raise InvalidInputError(
-            f"base_url {url.scheme}://{url.host} is plain http to a host that is not loopback: "
-            "the secret would cross the network in clear. Use https, or pass "
-            "allow_insecure_http=True if you really mean it."
-        )
-    return url
-
-
-def _encode_message(text: object) -> bytes:
-    if not isinstance(text, str):
-        raise InvalidInputError(f"The message must be a str, not {type(text).__name__}.")
-    if not text.strip():
-        raise InvalidInputError("The message must not be empty or only whitespace.")
-    body = json.dumps({"message": text}, ensure_ascii=False, separators=(",", ":"))
-    try:
-        return body.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(
-            f"The message cannot be encoded as UTF-8 (a lone surrogate at index {exc.start})."
-        ) from None
-
-
-def _check_timeout(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"{name} must be a number of seconds, not {type(value).__name__}.")
-    if math.isnan(value) or value <= 0:
-        raise InvalidInputError(f"{name} must be more than 0 seconds, not {value!r}.")
-    return float(value)
 
 
 class AsyncHookClient:
@@ -165,8 +114,8 @@ class AsyncHookClient:
             self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(str(exc)) from None
-        self._base_url = _check_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        self._timeout = _check_timeout("timeout", timeout)
+        self._base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self._timeout = check_timeout("timeout", timeout)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidInputError(f"retry must be a RetryPolicy, not {type(retry).__name__}.")
         self._retry = retry or RetryPolicy()
@@ -327,9 +276,9 @@ class AsyncHookClient:
         """
         if self._closed:
             raise ClientClosedError("This AsyncHookClient is closed; create a new one.")
-        body = _encode_message(text)
-        attempt_timeout = self._timeout if timeout is None else _check_timeout("timeout", timeout)
-        total = self._retry.deadline if deadline is None else _check_timeout("deadline", deadline)
+        body = encode_message(text)
+        attempt_timeout = self._timeout if timeout is None else check_timeout("timeout", timeout)
+        total = self._retry.deadline if deadline is None else check_timeout("deadline", deadline)
         started = anyio.current_time()
         deadline_at = started + total
         call = _Call(self, body, attempt_timeout, deadline_at)

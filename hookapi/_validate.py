@@ -1,0 +1,71 @@
+"""Checks on what users pass in, run before any request is made.
+
+Each raises :class:`~hookapi.InvalidInputError` with a sentence naming what was wrong, and
+never quotes a secret.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+
+import httpx
+
+from ._exceptions import InvalidInputError
+
+__all__ = ["check_base_url", "check_timeout", "encode_message"]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str | httpx.URL, *, allow_insecure_http: bool) -> httpx.URL:
+    """Return ``base_url`` parsed, or raise if the secret would not be safe sent there."""
+    try:
+        url = httpx.URL(base_url)
+    except (TypeError, httpx.InvalidURL) as exc:
+        raise InvalidInputError(f"base_url is not a valid URL ({exc}).") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidInputError("base_url must be an absolute http:// or https:// URL.")
+    if url.userinfo:
+        raise InvalidInputError("base_url must not hold a user name or password.")
+    if url.query or url.fragment:
+        raise InvalidInputError("base_url must not have a query or a fragment.")
+    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+        raise InvalidInputError(
+            f"base_url {url.scheme}://{url.host} is plain http to a host that is not loopback: "
+            "the secret would cross the network in clear. Use https, or pass "
+            "allow_insecure_http=True if you really mean it."
+        )
+    return url
+
+
+def encode_message(text: object) -> bytes:
+    """Return the JSON request body for ``text``, or raise if it is not a postable message."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"The message must be a str, not {type(text).__name__}.")
+    if not text.strip():
+        raise InvalidInputError("The message must not be empty or only whitespace.")
+    body = json.dumps({"message": text}, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return body.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"The message cannot be encoded as UTF-8 (a lone surrogate at index {exc.start})."
+        ) from None
+
+
+def check_timeout(name: str, value: object) -> float:
+    """Return ``value`` as float seconds, or raise if it is not a positive number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{name} must be a number of seconds, not {type(value).__name__}.")
+    if math.isnan(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be more than 0 seconds, not {value!r}.")
+    return float(value)
