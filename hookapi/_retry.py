@@ -12,10 +12,9 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
-import tenacity
 
 from ._exceptions import (
     APIConnectionError,
@@ -25,6 +24,9 @@ from ._exceptions import (
     InvalidInputError,
     RateLimitError,
 )
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["RetryPolicy", "call_with_retries"]
 
@@ -158,6 +160,7 @@ async def call_with_retries(
         if policy.max_attempts == 1 or not policy.should_retry(exc):
             raise
         first_failure = exc
+    import tenacity  # noqa: PLC0415  (only calls that need a retry pay for importing it)
 
     def stop(state: tenacity.RetryCallState) -> bool:
         if state.attempt_number >= policy.max_attempts:
