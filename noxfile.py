@@ -56,7 +56,8 @@ def bench(session: nox.Session) -> None:
 
     Pass ``-- --quick`` for a short run; ``-- --help`` lists the options.
     """
-    import shutil  # noqa: PLC0415  (only this session needs it)
+    import os  # noqa: PLC0415  (only this session needs these)
+    import shutil  # noqa: PLC0415
 
     install_group(session, "bench")
     session.install("-e", ".[emulator]")

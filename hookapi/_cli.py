@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,11 @@ exit status:
   7 request refused (400 or another 4xx); 8 over quota (429); 9 server error (5xx);
   10 connection failed; 11 timed out; 130 interrupted (Ctrl-C).
 """
+
+
+def _paragraph(text: str) -> str:
+    # The formatter keeps the epilog's layout, so descriptions are wrapped here instead.
+    return textwrap.fill(text, width=88)
 
 
 def _count(text: str) -> int:
@@ -82,7 +88,7 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     send = commands.add_parser(
         "send",
         help="post a message through the hook in HOOKAPI_URL (or --url-file)",
-        description=(
+        description=_paragraph(
             "Post MESSAGE, or each line of standard input, through a hook. The hook URL is a "
             "credential, so it is read from the environment variable HOOKAPI_URL or from a "
             "file (--url-file), never from the command line, where shell history and ps "
@@ -158,7 +164,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve = commands.add_parser(
         "serve",
         help="serve a local Hook API with a page showing each Desktop's messages",
-        description=(
+        description=_paragraph(
             "Serve the Hook API emulator and, at /, a page showing each Desktop's messages, "
             "quota and injected faults. Prints the hook URL and the page URL as soon as it "
             "listens; stops cleanly on Ctrl-C."
@@ -195,7 +201,11 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds added to every answer (default: 0)",
     )
     serve.add_argument(
-        "--seed", type=int, default=None, help="seed the random faults, to replay a run"
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed the random faults, to replay a run",
     )
     serve.add_argument(
         "--desktop",
@@ -222,11 +232,11 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo = commands.add_parser(
         "demo",
         help="show the whole client at work against a local emulator, in seconds",
-        description=(
+        description=_paragraph(
             "Serve an emulator on a free loopback port with a small quota and scripted "
             "503/500/429 answers, send a burst of messages from many concurrent tasks through "
-            "one AsyncHookClient, and check that each arrived exactly once. The emulator's "
-            "and the client's clock run --time-scale times faster than real time, so that "
+            "one AsyncHookClient, and check that each arrived exactly once. The client's clock "
+            "and the emulator's quota run --time-scale times faster than real time, so that "
             "hourly quota windows pass in seconds."
         ),
         epilog=_EPILOG,

@@ -121,7 +121,7 @@ def read_credential_file(path: str, *, what: str, command: str) -> str:
             f"the {what} file {path} must hold one non-blank line; it holds {found}.",
             ExitCode.INVALID_INPUT,
         )
-    if stat.S_ISREG(mode) and mode & 0o077:
+    if os.name == "posix" and stat.S_ISREG(mode) and mode & 0o077:
         write_line(
             f"hookapi {command}: warning: other users can read {path}, which holds a "
             f"credential; chmod 600 {path}",

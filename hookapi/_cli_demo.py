@@ -58,20 +58,27 @@ class _Throttles(logging.Handler):
             self.messages.add(_current_message.get(-1))
 
 
+@dataclass(slots=True)
+class _Answers:
+    """The answers the client received: how many of each status, and how long each took."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+    round_trips: list[float] = field(default_factory=list)
+
+
 class _Counting(httpx.AsyncBaseTransport):
     """Counts the answers by status and times each request, in real seconds."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, scale: float) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, answers: _Answers, scale: float) -> None:
         self._inner = inner
+        self._answers = answers
         self._scale = scale
-        self.statuses: Counter[int] = Counter()
-        self.round_trips: list[float] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         started = anyio.current_time()
         response = await self._inner.handle_async_request(request)
-        self.round_trips.append((anyio.current_time() - started) / self._scale)
-        self.statuses[response.status_code] += 1
+        self._answers.round_trips.append((anyio.current_time() - started) / self._scale)
+        self._answers.statuses[response.status_code] += 1
         return response
 
     async def aclose(self) -> None:
@@ -128,12 +135,12 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run ``hookapi demo`` with parsed ``args``; return the exit status."""
     demo = _Demo(args)
     server = BackgroundServer(demo.app(), host=args.host, port=args.port)
-    url = server.start().url
     logger = logging.getLogger("hookapi")
     level = logger.level
     logger.addHandler(demo.throttles)
     logger.setLevel(logging.INFO)
     try:
+        url = server.start().url
         code: int = anyio.run(
             demo.run,
             url,
@@ -182,14 +189,7 @@ class _Demo:
         self.hook = self.emulator.create_hook("Demo")
         count = args.messages
         self.burst = _Burst(texts=[f"Demo message {i:03d} of {count}" for i in range(1, count + 1)])
-        self.counting = _Counting(
-            httpx.AsyncHTTPTransport(
-                # Idle connections are dropped well before the emulator's 5 s idle timeout
-                # (both in real seconds), lest a request race the server's close.
-                limits=httpx.Limits(max_connections=args.tasks, keepalive_expiry=1.0)
-            ),
-            self.scale,
-        )
+        self.answers = _Answers()
         self.progress = Progress(sys.stderr, total=count, label="delivered", clock=self._real_time)
 
     def _real_time(self) -> float:
@@ -224,18 +224,28 @@ class _Demo:
             max_attempts=6,
             initial_delay=0.5,
             max_delay=30.0,
-            deadline=(windows + 2) * HOUR,
+            # A message may take as long as the whole burst may: --timeout decides.
+            deadline=max((windows + 2) * HOUR, args.timeout * self.scale),
             max_retry_after=2 * HOUR,
         )
+        counting = _Counting(
+            httpx.AsyncHTTPTransport(
+                # Idle connections are dropped well before the emulator's 5 s idle timeout
+                # (both in real seconds), lest a request race the server's close.
+                limits=httpx.Limits(max_connections=args.tasks, keepalive_expiry=1.0)
+            ),
+            self.answers,
+            self.scale,
+        )
         client = AsyncHookClient.from_url(
-            self.hook.url_for(url), transport=self.counting, retry=retry, timeout=10.0 * self.scale
+            self.hook.url_for(url), transport=counting, retry=retry, timeout=10.0 * self.scale
         )
         try:
             async with client:
                 signum = await run_until_signal(lambda: self._send_burst(client))
         finally:
             self.progress.close()
-            await self.counting.aclose()
+            await counting.aclose()
         if signum is not None:
             write_line("hookapi demo: interrupted.", stream=sys.stderr)
         ok = self._summarise()
@@ -299,12 +309,15 @@ class _Demo:
         extra = sum(r.attempts - 1 for r in results)
         extra += sum(max(0, e.attempts - 1) for e in burst.failures.values())
         injected = self.emulator.faults_injected
-        statuses = self.counting.statuses
+        statuses = self.answers.statuses
         seen_429, injected_429 = statuses.get(429, 0), injected.get("429", 0)
-        trips = self.counting.round_trips
+        trips = self.answers.round_trips
         waits = [r.elapsed for r in results]
         real = (burst.finished - burst.started) / scale
         quota = self.emulator.quota(self.hook)
+        # The quota clock starts at 0 with the demo, so clock hours are the fixed windows.
+        hours = Counter(int(m.received_at // HOUR) for m in self.emulator.messages(self.hook))
+        per_hour = ", ".join(str(hours[h]) for h in range(max(hours, default=-1) + 1))
         delivered = f"{len(results)} of {len(burst.texts)}"
         if not problems:
             delivered += ", each exactly once (checked against the emulator's record)"
@@ -328,6 +341,7 @@ class _Demo:
             f"(clock {scale:g}x real time)",
             f"  quota           {args.per_hour} per hour, {args.window} window; "
             f"{quota.used_hour} used in the current hour, {quota.remaining} left",
+            f"  per quota hour  {per_hour or 'none'} (messages posted in each clock hour)",
         ]
         for text in lines:
             write_line(text)

@@ -73,7 +73,8 @@ def write_url_file(path: str, url: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            os.fchmod(file.fileno(), 0o600)  # an existing file keeps its old mode otherwise
+            if hasattr(os, "fchmod"):  # POSIX: an existing file keeps its old mode otherwise
+                os.fchmod(file.fileno(), 0o600)
             file.write(f"{url}\n")
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__

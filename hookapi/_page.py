@@ -126,6 +126,9 @@ class DesktopPage:
             return 200, b"text/html; charset=utf-8", self.render_index().encode()
         if raw == b"/state.json":
             body = json.dumps(self.state(), ensure_ascii=True, indent=1)
+            # No raw markup even in JSON, so a browser that sniffs it cannot find any.
+            for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+                body = body.replace(char, escape)
             return 200, b"application/json", body.encode()
         if len(parts) == 3 and parts[1] == b"desktops" and parts[2]:
             name = unquote(parts[2].decode("ascii", "replace"))

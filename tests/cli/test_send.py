@@ -1,0 +1,322 @@
+"""``hookapi send`` in process: results, JSON, standard input, and an exit status per error."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hookapi._cli_common import ExitCode
+from hookapi._cli_send import format_lines
+from hookapi.emulator import Emulator, Hook
+
+from .conftest import NOWHERE, RunCLI, texts
+
+
+def test_one_message_prints_the_result_and_the_quota_left(
+    cli: RunCLI, emulator: Emulator, hook_url: str
+) -> None:
+    ran = cli("send", "Deploy finished")
+    assert ran.code == ExitCode.OK
+    assert ran.out.startswith("Sent: 200 OK in ")
+    assert "1 attempt. Quota left: 99 (100 per hour, 1000 per day)." in ran.out
+    assert ran.err == ""
+    assert texts(emulator) == ["Deploy finished"]
+
+
+def test_json_prints_one_object(cli: RunCLI, hook_url: str) -> None:
+    ran = cli("send", "--json", "hi")
+    record = json.loads(ran.out)
+    assert record["ok"] is True
+    assert record["status_code"] == 200
+    assert record["attempts"] == 1
+    assert record["rate_limit"] == {"per_hour": 100, "per_day": 1000, "used": 1, "remaining": 99}
+
+
+def test_retries_show_in_the_attempt_count(cli: RunCLI, emulator: Emulator, hook_url: str) -> None:
+    emulator.fail_next(503, times=2, retry_after=0)
+    ran = cli("send", "after maintenance")
+    assert ran.code == ExitCode.OK
+    assert "3 attempts" in ran.out
+    assert texts(emulator) == ["after maintenance"]
+
+
+def test_verbose_logs_the_retries_without_the_secret(
+    cli: RunCLI, emulator: Emulator, hook: Hook, hook_url: str
+) -> None:
+    emulator.fail_next(500, retry_after=0)
+    ran = cli("send", "-v", "hello")
+    assert ran.code == ExitCode.OK
+    assert "attempt 1 of 4 failed (status 500)" in ran.err
+    assert hook.secret not in ran.err + ran.out
+    assert logging.getLogger("hookapi").handlers == []
+
+
+def test_stdin_sends_each_line_in_order_and_skips_blank_lines(
+    cli: RunCLI, emulator: Emulator, hook_url: str
+) -> None:
+    ran = cli("send", "--stdin", stdin="one\n\n  \ntwo\r\nthree")
+    assert ran.code == ExitCode.OK
+    assert texts(emulator) == ["one", "two", "three"]
+    assert "Sent 3 messages in " in ran.out
+    assert "(3 attempts). Quota left: 97 (100 per hour, 1000 per day). Skipped 2 blank lines." in (
+        ran.out
+    )
+    # Not a terminal: plain progress lines on standard error, never carriage returns.
+    assert "3/3 sent, line 5" in ran.err
+    assert "\r" not in ran.err
+
+
+def test_stdin_json_prints_a_line_per_message_and_a_summary(cli: RunCLI, hook_url: str) -> None:
+    ran = cli("send", "--stdin", "--json", stdin="a\nb\n")
+    records = [json.loads(line) for line in ran.out.splitlines()]
+    assert [r.get("line") for r in records[:2]] == [1, 2]
+    assert all(r["ok"] for r in records[:2])
+    summary = records[-1]
+    assert summary["summary"] is True
+    assert (summary["sent"], summary["not_sent"], summary["exit_code"]) == (2, 0, 0)
+
+
+class _FaultOn(httpx.AsyncBaseTransport):
+    """Scripts an emulator fault just before request number ``at`` reaches it."""
+
+    def __init__(self, emulator: Emulator, *, at: int, status: int) -> None:
+        self._inner = emulator.transport()
+        self._emulator = emulator
+        self._at = at
+        self._status = status
+        self._count = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._count += 1
+        if self._count == self._at:
+            self._emulator.fail_next(self._status)
+        return await self._inner.handle_async_request(request)
+
+
+def test_stdin_stops_at_the_first_failure_and_says_what_was_not_sent(
+    cli: RunCLI, emulator: Emulator, hook: Hook, hook_url: str
+) -> None:
+    transport = _FaultOn(emulator, at=2, status=403)
+    ran = cli("send", "--stdin", stdin="one\ntwo\n\nthree\nfour\n", transport=transport)
+    assert ran.code == ExitCode.PERMISSION_DENIED
+    assert texts(emulator) == ["one"]
+    assert "hookapi send: error: line 2: POST " in ran.err
+    assert "sent 1 of 4 messages (line 1); line 2 failed; lines 4-5 were not sent." in ran.err
+    assert hook.secret not in ran.err
+    assert ran.out == ""
+
+
+def test_stdin_failure_as_json(cli: RunCLI, emulator: Emulator, hook_url: str) -> None:
+    transport = _FaultOn(emulator, at=1, status=400)
+    ran = cli("send", "--stdin", "--json", stdin="e\nf\n", transport=transport)
+    records = [json.loads(line) for line in ran.out.splitlines()]
+    assert records[0]["line"] == 1
+    assert records[0]["error"] == "BadRequestError"
+    assert records[0]["delivery"] == "rejected"
+    assert records[-1]["not_sent"] == 1
+    assert ran.code == ExitCode.BAD_REQUEST == records[-1]["exit_code"]
+
+
+def test_stdin_with_no_message_is_invalid_input(cli: RunCLI, hook_url: str) -> None:
+    ran = cli("send", "--stdin", stdin="\n \n")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert "standard input holds no message" in ran.err
+
+
+def test_stdin_that_is_not_utf8_is_invalid_input(
+    cli: RunCLI, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff\xfe\n")))
+    ran = cli("send", "--stdin")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert "not UTF-8" in ran.err
+
+
+# -- where the hook URL comes from -----------------------------------------------------------
+
+
+def test_without_a_hook_url_nothing_is_sent(
+    cli: RunCLI, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    ran = cli("send", "hello")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert "no hook URL: set HOOKAPI_URL, or pass --url-file PATH." in ran.err
+    assert texts(emulator) == []
+
+
+def test_url_file_is_read_and_wins_over_the_environment(
+    cli: RunCLI, emulator: Emulator, hook: Hook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKAPI_URL", "not a url")
+    path = tmp_path / "url"
+    path.write_text(f"\n{hook.url_for(NOWHERE)}\n")
+    path.chmod(0o600)
+    ran = cli("send", "--url-file", str(path), "from a file")
+    assert ran.code == ExitCode.OK
+    assert ran.err == ""
+    assert texts(emulator) == ["from a file"]
+
+
+def test_a_url_file_others_can_read_draws_a_warning(
+    cli: RunCLI, hook: Hook, tmp_path: Path
+) -> None:
+    path = tmp_path / "url"
+    path.write_text(hook.url_for(NOWHERE))
+    path.chmod(0o644)
+    ran = cli("send", "--url-file", str(path), "hi")
+    assert ran.code == ExitCode.OK
+    assert f"other users can read {path}" in ran.err
+    assert hook.secret not in ran.err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "No such file or directory"),
+        (b"", "holds none"),
+        (b"http://a/b/c\nhttp://d/e/f\n", "holds more than one"),
+        (b"\xff\xfe", "not UTF-8 text"),
+    ],
+)
+def test_a_bad_url_file_is_invalid_input(
+    cli: RunCLI, tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    path = tmp_path / "url"
+    if content is not None:
+        path.write_bytes(content)
+        path.chmod(0o600)
+    ran = cli("send", "--url-file", str(path), "hi")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert problem in ran.err
+
+
+def test_a_malformed_hook_url_is_invalid_input_and_not_echoed(
+    cli: RunCLI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKAPI_URL", "http://127.0.0.1:9/only-one-segment-s3cr3t")
+    ran = cli("send", "hi")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert "s3cr3t" not in ran.err
+
+
+def test_plain_http_to_another_host_needs_the_option(
+    cli: RunCLI, emulator: Emulator, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKAPI_URL", hook.url_for("http://hooks.example.test"))
+    assert cli("send", "hi").code == ExitCode.INVALID_INPUT
+    assert cli("send", "--allow-insecure-http", "hi").code == ExitCode.OK
+    assert texts(emulator) == ["hi"]
+
+
+# -- an exit status per error class ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        (400, ExitCode.BAD_REQUEST),
+        (403, ExitCode.PERMISSION_DENIED),
+        (404, ExitCode.NOT_FOUND),
+        (418, ExitCode.BAD_REQUEST),
+        (500, ExitCode.SERVER_ERROR),
+        (502, ExitCode.SERVER_ERROR),
+        (503, ExitCode.SERVER_ERROR),
+        ("drop", ExitCode.CONNECTION),
+    ],
+)
+def test_each_refusal_has_its_exit_status(
+    cli: RunCLI, emulator: Emulator, hook: Hook, hook_url: str, fault: int | str, code: ExitCode
+) -> None:
+    emulator.fail_next(fault, times=4, retry_after=0)  # type: ignore[arg-type]
+    ran = cli("send", "hello")
+    assert ran.code == code
+    assert ran.err.startswith("hookapi send: error: POST ")
+    assert hook.secret not in ran.err
+    assert ran.out == ""
+
+
+def test_wrong_secret_is_an_authentication_error(
+    cli: RunCLI, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKAPI_URL", f"{NOWHERE}/{hook.id}/{'0' * 64}")
+    ran = cli("send", "--json", "hello")
+    record = json.loads(ran.out)
+    assert ran.code == ExitCode.AUTHENTICATION == record["exit_code"]
+    assert record["error"] == "AuthenticationError"
+    assert record["status_code"] == 401
+
+
+@pytest.mark.parametrize("emulator", [{"per_hour": 2}], indirect=True)
+def test_over_quota_is_rate_limited(cli: RunCLI, emulator: Emulator, hook_url: str) -> None:
+    # The client knows the quota is used up and refuses to send the third line itself...
+    ran = cli("send", "--stdin", stdin="a\nb\nc\n")
+    assert ran.code == ExitCode.RATE_LIMITED
+    assert "sent 2 of 3 messages (lines 1-2); line 3 failed." in ran.err
+    assert "quota cannot come back" in ran.err
+    # ...and a new client, which does not know yet, is refused by the service.
+    ran = cli("send", "--json", "d")
+    record = json.loads(ran.out)
+    assert ran.code == ExitCode.RATE_LIMITED
+    assert record["status_code"] == 429
+    assert texts(emulator) == ["a", "b"]
+
+
+def test_a_late_answer_is_a_timeout(cli: RunCLI, emulator: Emulator, hook_url: str) -> None:
+    emulator.fail_next("delay", delay=1.0)
+    ran = cli("send", "--timeout", "0.05", "slow")
+    assert ran.code == ExitCode.TIMEOUT
+    assert "may or may not have been posted" in ran.err
+
+
+def test_a_refused_connection_is_a_connection_error(
+    cli: RunCLI, hook: Hook, closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKAPI_URL", hook.url_for(f"http://127.0.0.1:{closed_port}"))
+    ran = cli("send", "--max-attempts", "1", "hi", transport=httpx.AsyncHTTPTransport())
+    assert ran.code == ExitCode.CONNECTION
+    assert "The message was not sent." in ran.err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("send",),
+        ("send", "--stdin", "and a message"),
+        ("send", "--timeout", "0", "hi"),
+        ("send", "--max-attempts", "0", "hi"),
+        ("send", "--deadline", "soon", "hi"),
+    ],
+)
+def test_usage_errors(cli: RunCLI, hook_url: str, argv: tuple[str, ...]) -> None:
+    ran = cli(*argv)
+    assert ran.code == ExitCode.USAGE
+    assert "error" in ran.err
+
+
+def test_an_empty_message_is_invalid_input(cli: RunCLI, hook_url: str) -> None:
+    ran = cli("send", "   ")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert "The message was not sent." in ran.err
+
+
+def test_format_lines() -> None:
+    assert format_lines([4]) == "line 4"
+    assert format_lines([1, 2, 3, 5, 7, 8]) == "lines 1-3, 5, 7-8"
+
+
+def test_an_answer_without_rate_limit_headers_leaves_the_quota_unknown(
+    cli: RunCLI, hook_url: str
+) -> None:
+    bare = httpx.MockTransport(lambda request: httpx.Response(200, text="ok"))
+    ran = cli("send", "hi", transport=bare)
+    assert ran.code == ExitCode.OK
+    assert "Quota left: unknown (the answer had no rate-limit headers)." in ran.out
+    ran = cli("send", "--json", "hi", transport=bare)
+    assert json.loads(ran.out)["rate_limit"] is None
