@@ -54,7 +54,7 @@ class _Throttles(logging.Handler):
         self.messages: set[int] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("hookapi: throttling"):
+        if getattr(record, "hookapi_event", None) == "throttle":
             self.messages.add(_current_message.get(-1))
 
 

@@ -398,6 +398,7 @@ class AsyncHookClient:
             )
         status = response.status_code
         detail = description or message or error or " ".join(text.split())[:_SNIPPET]
+        detail = detail.rstrip(" .")
         phrase = httpx.codes.get_reason_phrase(status)
         summary = f"POST {self._url_text} answered {status} {phrase}".rstrip()
         cls = status_error_class(status)

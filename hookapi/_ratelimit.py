@@ -303,6 +303,7 @@ class Pacer:
                 self._label,
                 wake_at - now,
                 reason,
+                extra={"hookapi_event": "throttle", "hookapi_delay": wake_at - now},
             )
             if self._changed is None:
                 self._changed = anyio.Event()

@@ -180,6 +180,11 @@ async def call_with_retries(
             policy.max_attempts,
             _reason(exc),
             state.upcoming_sleep,
+            extra={
+                "hookapi_event": "retry",
+                "hookapi_attempt": state.attempt_number,
+                "hookapi_delay": state.upcoming_sleep,
+            },
         )
 
     counter = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections import deque
 from functools import partial
@@ -410,3 +411,18 @@ def test_logs_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
         pacer._log(Ticket(seq, 0.0, 0), 0.0)
     assert len(pacer._hour_log) == 100
     assert len(pacer._day_log) == 160
+
+
+async def test_each_throttle_wait_is_logged_with_its_delay(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = QuotaService(per_hour=1, per_day=10)
+    caplog.set_level(logging.INFO, logger="hookapi")
+    async with make_client(transport=httpx.MockTransport(service)) as client:
+        await client.post_message("the only one this hour")
+        await client.post_message("waits an hour", deadline=2 * 3600)
+    waits = [r for r in caplog.records if getattr(r, "hookapi_event", None) == "throttle"]
+    assert len(waits) == 1
+    assert waits[0].hookapi_delay == pytest.approx(3600.5, abs=0.1)
+    assert "waiting up to 3600.5" in waits[0].getMessage()
+    assert "***" in waits[0].getMessage()

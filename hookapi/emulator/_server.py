@@ -127,8 +127,10 @@ def run_blocking(
 class _Connection:
     """One client connection: requests in, answers out, one at a time (no pipelining)."""
 
-    #: Seconds an idle kept-alive connection stays open.
-    keep_alive = 5.0
+    #: Seconds an idle kept-alive connection stays open: longer than the keep-alive of common
+    #: clients (httpx: 5 s), as real servers are (nginx: 75 s), so that a client never sends
+    #: on a connection the server is just closing.
+    keep_alive = 75.0
 
     def __init__(self, app: ASGIApp, stream: SocketStream) -> None:
         self._app = app
