@@ -6,7 +6,7 @@ import hookapi
 
 project = "hookapi"
 author = "The hookapi developers"
-copyright = "2026, the hookapi developers"  # noqa: A001
+copyright = "2026, the hookapi developers"
 release = hookapi.__version__
 version = ".".join(release.split(".")[:2])
 
