@@ -27,6 +27,7 @@ from ._client import AsyncHookClient, PostResult
 from ._demo_stage import BackgroundServer, ScaledClock, ScaledTimeLoop
 from ._exceptions import HookAPIError
 from ._page import DesktopPage
+from ._pool import ConnectionPool
 from ._retry import RetryPolicy
 from .emulator import Emulator, Hook
 
@@ -229,11 +230,7 @@ class _Demo:
             max_retry_after=2 * HOUR,
         )
         counting = _Counting(
-            httpx.AsyncHTTPTransport(
-                # Idle connections are dropped well before the emulator's 5 s idle timeout
-                # (both in real seconds), lest a request race the server's close.
-                limits=httpx.Limits(max_connections=args.tasks, keepalive_expiry=1.0)
-            ),
+            ConnectionPool(max_connections=args.tasks),
             self.answers,
             self.scale,
         )

@@ -31,6 +31,7 @@ from ._cli_common import (
 )
 from ._client import ENV_VAR, AsyncHookClient, PostResult
 from ._exceptions import APIStatusError, HookAPIError
+from ._pool import ConnectionPool
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
 
@@ -283,7 +284,7 @@ async def _send(
     sender: _Sender,
     transport: httpx.AsyncBaseTransport | None,
 ) -> int | None:
-    tracker = _Tracker(transport or httpx.AsyncHTTPTransport(), own=transport is None)
+    tracker = _Tracker(transport or ConnectionPool(), own=transport is None)
     try:
         client = AsyncHookClient.from_url(
             url,

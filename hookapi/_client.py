@@ -80,8 +80,9 @@ class AsyncHookClient:
             ``{base_url}/{hook_id}/{secret}/message``.
         timeout: Seconds each attempt may take (the service's own examples use 10).
         retry: The :class:`RetryPolicy`; default ``RetryPolicy()``.
-        transport: The inner ``httpx.AsyncBaseTransport`` doing the I/O (default: httpx's own,
-            closed with the client). An injected one belongs to its owner and is not closed.
+        transport: The inner ``httpx.AsyncBaseTransport`` doing the I/O (default: hookapi's
+            keep-alive HTTP/1.1 pool on httpcore, closed with the client). An injected one
+            belongs to its owner and is not closed.
         allow_insecure_http: Allow plain ``http://`` to a host that is not loopback.
         max_connections: Connections the default transport may open.
         user_agent: Sent as ``User-Agent``; default ``hookapi/<version>``.
@@ -131,14 +132,20 @@ class AsyncHookClient:
         self._url = self._base_url.copy_with(path=path.format(PLACEHOLDER))
         self._url_text = str(self._url)
         own = transport is None
-        inner = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+        if transport is None:
+            # Imported here: httpcore pulls in trio when it is installed, a cost
+            # `import hookapi` should not pay when the caller brings its own transport.
+            from ._pool import ConnectionPool  # noqa: PLC0415
+
+            # Made here, outside any event loop: loading the CA roots is blocking file I/O.
+            https = self._base_url.scheme == "https"
+            transport = ConnectionPool(
+                max_connections=max_connections,
+                ssl_context=httpx.create_ssl_context() if https else None,
             )
-        )
         self._pacer = Pacer(label=self._url_text)
         self._transport = RateLimitTransport(
-            inner,
+            transport,
             pacer=self._pacer,
             real_url=self._base_url.copy_with(path=path.format(self._secret.reveal())),
             own_inner=own,

@@ -11,6 +11,7 @@ import respx
 
 import hookapi
 from hookapi import AsyncHookClient, ClientClosedError, PostResult, RateLimit
+from hookapi._pool import ConnectionPool
 
 from .conftest import BASE, HOOK_ID, ClientFactory, rate_headers
 
@@ -116,8 +117,9 @@ async def test_base_url_at_the_root(router: respx.MockRouter, secret: str) -> No
     assert route.called
 
 
-async def test_default_transport_is_httpx_own(secret: str, message_url: str) -> None:
-    # respx patches httpcore underneath httpx's default transport, proving the real stack runs.
+async def test_respx_mocks_the_default_transport(secret: str, message_url: str) -> None:
+    # respx patches httpcore's connections, underneath the default pool: users' tests can
+    # mock the service this way without passing a transport.
     with respx.mock(assert_all_called=True) as mock:
         mock.post(message_url).respond(200, text="ok", headers=rate_headers(3))
         async with AsyncHookClient(hook_id=HOOK_ID, secret=secret, base_url=BASE) as client:
@@ -160,13 +162,13 @@ async def test_the_default_transport_is_closed_with_the_client(
     secret: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     closed: list[bool] = []
-    original = httpx.AsyncHTTPTransport.aclose
+    original = ConnectionPool.aclose
 
-    async def spy(self: httpx.AsyncHTTPTransport) -> None:
+    async def spy(self: ConnectionPool) -> None:
         closed.append(True)
         await original(self)
 
-    monkeypatch.setattr(httpx.AsyncHTTPTransport, "aclose", spy)
+    monkeypatch.setattr(ConnectionPool, "aclose", spy)
     client = AsyncHookClient(hook_id=HOOK_ID, secret=secret, base_url=BASE)
     await client.aclose()
     await client.aclose()
