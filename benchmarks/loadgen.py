@@ -69,7 +69,7 @@ async def _hookapi(stack: AsyncExitStack, server: str, transport: Any = None) ->
 
 
 async def hookapi_default(stack: AsyncExitStack, server: str) -> Post:
-    """``hookapi.AsyncHookClient`` on its default transport (httpx's, on httpcore)."""
+    """``hookapi.AsyncHookClient`` on its default transport (its own ``ConnectionPool``)."""
     return await _hookapi(stack, server)
 
 
@@ -120,8 +120,15 @@ async def _bare(stack: AsyncExitStack, server: str, transport: Any) -> Post:
     return post
 
 
+async def transport_pool(stack: AsyncExitStack, server: str) -> Post:
+    """The bare ``ConnectionPool`` hookapi builds by default, pre-built request."""
+    from hookapi._pool import ConnectionPool  # noqa: PLC0415
+
+    return await _bare(stack, server, ConnectionPool(max_connections=MAX_CONNECTIONS))
+
+
 async def transport_httpcore(stack: AsyncExitStack, server: str) -> Post:
-    """The bare ``httpx.AsyncHTTPTransport`` hookapi builds by default, pre-built request."""
+    """The bare ``httpx.AsyncHTTPTransport`` (httpcore's pool), pre-built request."""
     import httpx  # noqa: PLC0415
 
     limits = httpx.Limits(
@@ -235,6 +242,7 @@ CLIENTS: dict[str, Factory] = {
     "hookapi": hookapi_default,
     "hookapi-aiohttp": hookapi_aiohttp,
     "hookapi-fast": hookapi_fast,
+    "transport-pool": transport_pool,
     "transport-httpcore": transport_httpcore,
     "transport-aiohttp": transport_aiohttp,
     "transport-fast": transport_fast,
