@@ -152,7 +152,8 @@ async def test_the_secret_never_leaks_over_a_real_socket(
     # and a connection refused on a port nobody listens on
     async with AsyncHookClient(hook_id=HOOK_ID, secret=secret, base_url=base, retry=FAST) as client:
         await canary.expect_error("connection refused", lambda: client.post_message("x"))
-    canary.check(loggers={"hookapi", "httpcore"})
+    # httpcore only carries the requests (and logs) on trio; asyncio has the pool's own path.
+    canary.check(loggers={"hookapi", "httpcore"} if anyio_backend == "trio" else {"hookapi"})
 
 
 async def test_the_secret_never_leaks_through_mocked_paths(

@@ -21,6 +21,7 @@ import anyio
 import httpx
 import pytest
 import respx
+import trustme
 
 from hookapi import AsyncHookClient
 from hookapi._h1 import (
@@ -886,7 +887,6 @@ async def test_a_late_timer_leaves_a_settled_wait_alone() -> None:
 
 
 async def test_https_round_trip() -> None:
-    trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
