@@ -81,7 +81,8 @@ class AsyncHookClient:
         timeout: Seconds each attempt may take (the service's own examples use 10).
         retry: The :class:`RetryPolicy`; default ``RetryPolicy()``.
         transport: The inner ``httpx.AsyncBaseTransport`` doing the I/O (default: hookapi's
-            keep-alive HTTP/1.1 pool on httpcore, closed with the client). An injected one
+            keep-alive HTTP/1.1 pool, its own connections on asyncio and httpcore's on
+            trio, closed with the client). An injected one
             belongs to its owner and is not closed.
         allow_insecure_http: Allow plain ``http://`` to a host that is not loopback.
         max_connections: Connections the default transport may open.
