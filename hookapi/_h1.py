@@ -318,14 +318,26 @@ class H1Connection(asyncio.Protocol):
         if not self._writing_paused:
             return
         drain = self._drain = self._loop.create_future()
-        timer = None
-        if write_timeout is not None:
-            text = "The request could not be written within the write timeout."
-            timer = self._loop.call_later(write_timeout, _expire, drain, httpx.WriteTimeout, text)
+        text = "The request could not be written within the write timeout."
         try:
-            await drain
+            await self._within(drain, write_timeout, httpx.WriteTimeout, text)
         finally:
             self._drain = None
+
+    async def _within(
+        self,
+        future: asyncio.Future[None],
+        seconds: float | None,
+        error: type[httpx.TimeoutException],
+        text: str,
+    ) -> None:
+        """Await ``future``; a timer fails it with ``error(text)`` if ``seconds`` pass first."""
+        timer = None
+        if seconds is not None:
+            timer = self._loop.call_later(seconds, _expire, future, error, text)
+        try:
+            await future
+        finally:
             if timer is not None:
                 timer.cancel()
 
@@ -340,17 +352,11 @@ class H1Connection(asyncio.Protocol):
         if self._reading_paused:
             self._resume_reading()
         waiter = self._waiter = self._loop.create_future()
-        timeout = self._read_timeout
-        timer = None
-        if timeout is not None:
-            text = "No response arrived within the read timeout."
-            timer = self._loop.call_later(timeout, _expire, waiter, httpx.ReadTimeout, text)
+        text = "No response arrived within the read timeout."
         try:
-            await waiter
+            await self._within(waiter, self._read_timeout, httpx.ReadTimeout, text)
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
 
     def _resume_reading(self) -> None:
         self._reading_paused = False

@@ -101,6 +101,12 @@ class Peer:
                 self.server.ended_by_client += 1  # closed while the answer went out
             raise
 
+    def reset(self) -> None:
+        """Close with a TCP reset (linger 0) rather than a clean FIN."""
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+
     async def until_eof(self) -> None:
         with contextlib.suppress(ConnectionError):  # a reset is a close too
             while await self.reader.read(65536):
@@ -398,9 +404,7 @@ async def test_a_reset_connection_is_a_read_error() -> None:
     async def reset(peer: Peer) -> None:
         await peer.request()
         await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok")
-        sock = peer.writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        peer.writer.transport.abort()
+        peer.reset()
 
     async with serve(reset) as server, ConnectionPool() as pool:
         with pytest.raises(httpx.ReadError, match="broke"):
@@ -411,9 +415,7 @@ async def test_a_reset_ends_a_body_without_length_as_an_error() -> None:
     async def reset(peer: Peer) -> None:
         await peer.request()
         await peer.send(b"HTTP/1.1 200 OK\r\n\r\nso far")
-        sock = peer.writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        peer.writer.transport.abort()
+        peer.reset()
 
     async with serve(reset) as server, ConnectionPool() as pool:
         with pytest.raises(httpx.ReadError):
