@@ -122,7 +122,7 @@ async def _bare(stack: AsyncExitStack, server: str, transport: Any) -> Post:
 
 async def transport_pool(stack: AsyncExitStack, server: str) -> Post:
     """The bare ``ConnectionPool`` hookapi builds by default, pre-built request."""
-    from hookapi._pool import ConnectionPool  # noqa: PLC0415
+    from hookapi._http import ConnectionPool  # noqa: PLC0415
 
     return await _bare(stack, server, ConnectionPool(max_connections=MAX_CONNECTIONS))
 

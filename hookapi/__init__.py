@@ -7,8 +7,6 @@ of every log, error and repr.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._client import AsyncHookClient, PostResult
 from ._exceptions import (
     APIConnectionError,
@@ -28,9 +26,10 @@ from ._exceptions import (
     ServerError,
     ServiceUnavailableError,
 )
-from ._ratelimit import RateLimit
+from ._quota import RateLimit
 from ._retry import RetryPolicy
 from ._secrets import Secret
+from ._version import __version__
 
 __all__ = [
     "APIConnectionError",

@@ -27,17 +27,18 @@ from ._exceptions import (
     RateLimitError,
     status_error_class,
 )
-from ._ratelimit import Pacer, QuotaWaitTooLong, RateLimit, parse_retry_after
-from ._retry import RetryPolicy, call_with_retries
-from ._secrets import PLACEHOLDER, Secret, check_token
-from ._transport import (
+from ._http import (
     DEADLINE_EXTENSION,
     RATE_LIMIT_EXTENSION,
     SENDING_EXTENSION,
     RateLimitTransport,
     delivery_of,
 )
+from ._quota import Pacer, QuotaWaitTooLong, RateLimit, parse_retry_after
+from ._retry import RetryPolicy, call_with_retries
+from ._secrets import PLACEHOLDER, Secret, check_token
 from ._validate import check_base_url, check_timeout, encode_message
+from ._version import __version__
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -109,7 +110,6 @@ class AsyncHookClient:
         max_connections: int = 32,
         user_agent: str | None = None,
     ) -> None:
-        from . import __version__  # noqa: PLC0415  (the package imports this module)
 
         try:
             self._hook_id = check_token(hook_id, what="hook_id", show=True)
@@ -136,7 +136,7 @@ class AsyncHookClient:
         if transport is None:
             # Imported here: httpcore pulls in trio when it is installed, a cost
             # `import hookapi` should not pay when the caller brings its own transport.
-            from ._pool import ConnectionPool  # noqa: PLC0415
+            from ._http import ConnectionPool  # noqa: PLC0415
 
             # Made here, outside any event loop: loading the CA roots is blocking file I/O.
             https = self._base_url.scheme == "https"

@@ -28,7 +28,7 @@ import enum
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from ._ratelimit import RateLimit
+    from ._quota import RateLimit
 
 __all__ = [
     "APIConnectionError",

@@ -11,7 +11,7 @@ import respx
 
 import hookapi
 from hookapi import AsyncHookClient, ClientClosedError, PostResult, RateLimit
-from hookapi._pool import ConnectionPool
+from hookapi._http import ConnectionPool
 
 from .conftest import BASE, HOOK_ID, ClientFactory, rate_headers
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from importlib.resources import files
 
 import pytest
@@ -16,7 +18,7 @@ import hookapi
 def test_all_is_sorted_and_complete() -> None:
     assert hookapi.__all__ == sorted(hookapi.__all__)
     public = {n for n in vars(hookapi) if n.isidentifier() and not n.startswith("_")}
-    assert public - {"annotations"} <= set(hookapi.__all__) | {"emulator", "testing"}
+    assert public - {"annotations"} <= set(hookapi.__all__) | {"cli", "emulator", "testing"}
     for name in hookapi.__all__:
         assert hasattr(hookapi, name), name
 
@@ -58,3 +60,40 @@ def test_import_pulls_in_no_test_or_server_machinery() -> None:
 def test_version_is_semver() -> None:
     major, minor, patch = hookapi.__version__.split(".")
     assert (major, minor.isdigit(), patch.isdigit()) == ("0", True, True)
+
+
+# Every import path the docs name: the layout behind them may move, these may not.
+DOCUMENTED_PATHS = [
+    ("hookapi", "AsyncHookClient"),
+    ("hookapi", "RetryPolicy"),
+    ("hookapi", "RateLimit"),
+    ("hookapi", "Secret"),
+    ("hookapi.emulator", "Emulator"),
+    ("hookapi.emulator", "Server"),
+    ("hookapi.emulator", "Hook"),
+    ("hookapi.emulator", "Fault"),
+    ("hookapi.testing", "assert_posted"),
+    ("hookapi.testing", "make_client"),
+    ("hookapi.testing", "scripted_faults"),
+    ("hookapi.testing", "VirtualTimeEventLoop"),
+]
+
+
+@pytest.mark.parametrize(("module", "name"), DOCUMENTED_PATHS)
+def test_documented_import_paths_hold(module: str, name: str) -> None:
+    assert hasattr(importlib.import_module(module), name)
+
+
+def test_the_console_script_and_the_pytest_plugin_are_registered() -> None:
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "hookapi"]
+    assert callable(script.load())
+    (plugin,) = [e for e in entry_points(group="pytest11") if e.name == "hookapi"]
+    assert plugin.value == "hookapi.testing"
+    assert callable(plugin.load().pytest_configure)
+
+
+def test_python_dash_m_runs_the_command_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hookapi", "--version"], capture_output=True, text=True, check=True
+    )
+    assert hookapi.__version__ in out.stdout

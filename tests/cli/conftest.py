@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hookapi._cli import main
+from hookapi.cli import main
 from hookapi.emulator import Emulator, Hook
 
 #: Where the browser test leaves its screenshot.

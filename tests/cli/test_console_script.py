@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hookapi._cli_common import ExitCode
+from hookapi.cli._common import ExitCode
 
 from .conftest import Served, run_script, script_env, start_serve, wait_for
 

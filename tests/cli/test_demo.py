@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from hookapi._cli import main
-from hookapi._cli_common import ExitCode
-from hookapi._cli_demo import find_problems
+from hookapi.cli import main
+from hookapi.cli._common import ExitCode
+from hookapi.cli._demo import find_problems
 
 pytestmark = pytest.mark.socket
 

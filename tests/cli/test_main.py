@@ -16,8 +16,8 @@ from hookapi import (
     RateLimitError,
     __version__,
 )
-from hookapi._cli import main
-from hookapi._cli_common import ExitCode, Progress, exit_code_for, percentile
+from hookapi.cli import main
+from hookapi.cli._common import ExitCode, Progress, exit_code_for, percentile
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,6 +114,6 @@ def test_a_ctrl_c_before_the_command_could_catch_it(
     def interrupted(*args: object, **kwargs: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("hookapi._cli_send.run_send", interrupted)
+    monkeypatch.setattr("hookapi.cli._send.run_send", interrupted)
     assert main(["send", "hi"]) == ExitCode.INTERRUPTED
     assert capsys.readouterr().err == "hookapi send: interrupted.\n"

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hookapi._cli_common import ExitCode
-from hookapi._cli_send import format_lines
+from hookapi.cli._common import ExitCode
+from hookapi.cli._send import format_lines
 from hookapi.emulator import Emulator, Hook
 
 from .conftest import NOWHERE, RunCLI, texts

@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from hookapi._cli_common import ExitCode
+from hookapi.cli._common import ExitCode
 from hookapi.emulator import Emulator
 
 from .conftest import RunCLI, texts

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hookapi._cli import main
-from hookapi._cli_common import ExitCode
-from hookapi._cli_serve import is_loopback_host
+from hookapi.cli import main
+from hookapi.cli._common import ExitCode
+from hookapi.cli._serve import is_loopback_host
 
 from .conftest import wait_for
 

@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
-from ._cli_common import ExitCode, Progress, percentile, plural, run_until_signal, write_line
-from ._client import AsyncHookClient, PostResult
-from ._demo_stage import BackgroundServer, ScaledClock, ScaledTimeLoop
-from ._exceptions import HookAPIError
-from ._page import DesktopPage
-from ._pool import ConnectionPool
-from ._retry import RetryPolicy
-from .emulator import Emulator, Hook
+from .._client import AsyncHookClient, PostResult
+from .._exceptions import HookAPIError
+from .._http import ConnectionPool
+from .._retry import RetryPolicy
+from ..emulator import Emulator, Hook
+from ..emulator._page import DesktopPage
+from ._common import ExitCode, Progress, percentile, plural, run_until_signal, write_line
+from ._stage import BackgroundServer, ScaledClock, ScaledTimeLoop
 
 if TYPE_CHECKING:
-    from .emulator._app import ASGIApp, Receive, Scope, Send
+    from ..emulator._app import ASGIApp, Receive, Scope, Send
 
 __all__ = ["find_problems", "run_demo"]
 

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._cli_common import (
+from ..emulator import Emulator, Hook, Server
+from ..emulator._page import DesktopPage
+from ._common import (
     CommandError,
     ExitCode,
     plural,
@@ -23,11 +25,9 @@ from ._cli_common import (
     run_until_signal,
     write_line,
 )
-from ._page import DesktopPage
-from .emulator import Emulator, Hook, Server
 
 if TYPE_CHECKING:
-    from .emulator._app import ASGIApp
+    from ..emulator._app import ASGIApp
 
 __all__ = ["is_loopback_host", "run_serve", "serve_page", "write_url_file"]
 
@@ -43,7 +43,7 @@ async def serve_page(app: ASGIApp, *, host: str, port: int) -> AsyncIterator[Ser
     Raises:
         CommandError: The address cannot be listened on (in use, not local, ...).
     """
-    from .emulator._server import serve_app  # noqa: PLC0415
+    from ..emulator._server import serve_app  # noqa: PLC0415
 
     try:
         async with AsyncExitStack() as stack:

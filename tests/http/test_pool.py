@@ -13,7 +13,7 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
 from hookapi import APITimeoutError, AsyncHookClient, Delivery, RetryPolicy
-from hookapi._pool import ConnectionPool, _as_httpx_errors
+from hookapi._http._pool import ConnectionPool, _as_httpx_errors
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,7 @@ import anyio
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
-    from .emulator import Emulator, Hook, PostedMessage
+    from . import Emulator, Hook, PostedMessage
 
     Scope = MutableMapping[str, Any]
     Message = MutableMapping[str, Any]

@@ -18,7 +18,7 @@ from hookapi import HookAPIError, RetryPolicy
 from hookapi.emulator import Emulator, Window
 from hookapi.testing import assert_posted, make_client
 
-from .conftest import everything_said
+from ..e2e.conftest import everything_said
 
 pytestmark = pytest.mark.anyio
 

@@ -19,7 +19,12 @@ from typing import Any, TextIO
 import anyio
 import httpx
 
-from ._cli_common import (
+from .._client import ENV_VAR, AsyncHookClient, PostResult
+from .._exceptions import APIStatusError, HookAPIError
+from .._http import ConnectionPool
+from .._quota import RateLimit
+from .._retry import RetryPolicy
+from ._common import (
     CommandError,
     ExitCode,
     Progress,
@@ -29,11 +34,6 @@ from ._cli_common import (
     run_until_signal,
     write_line,
 )
-from ._client import ENV_VAR, AsyncHookClient, PostResult
-from ._exceptions import APIStatusError, HookAPIError
-from ._pool import ConnectionPool
-from ._ratelimit import RateLimit
-from ._retry import RetryPolicy
 
 __all__ = ["format_lines", "read_hook_url", "run_send"]
 

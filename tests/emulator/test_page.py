@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from hookapi._page import DesktopPage
 from hookapi.emulator import Emulator, Hook
+from hookapi.emulator._page import DesktopPage
 
 pytestmark = pytest.mark.anyio
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from hookapi import AsyncHookClient
-from hookapi.emulator import Emulator, Hook
-from hookapi.testing import make_client
+from .._client import AsyncHookClient
+from ..emulator import Emulator, Hook
+from ._kit import make_client
 
 __all__ = ["hook", "hook_client", "hook_emulator"]
 

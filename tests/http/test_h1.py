@@ -24,7 +24,7 @@ import respx
 import trustme
 
 from hookapi import AsyncHookClient
-from hookapi._h1 import (
+from hookapi._http._h1 import (
     HIGH_WATER,
     MAX_HEAD,
     PIECE,
@@ -33,7 +33,7 @@ from hookapi._h1 import (
     _expire,
     open_connection,
 )
-from hookapi._pool import ConnectionPool, _Slots, _time_out
+from hookapi._http._pool import ConnectionPool, _Slots, _time_out
 from hookapi.emulator import Emulator
 from hookapi.testing import VirtualTimeEventLoop, assert_posted
 

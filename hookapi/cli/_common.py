@@ -18,7 +18,7 @@ from typing import TextIO
 import anyio
 import anyio.abc
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._cli_common import CommandError
-from ._cli_serve import serve_page
+from ._common import CommandError
+from ._serve import serve_page
 
 if TYPE_CHECKING:
-    from .emulator import Server
-    from .emulator._app import ASGIApp
+    from ..emulator import Server
+    from ..emulator._app import ASGIApp
 
 __all__ = ["BackgroundServer", "ScaledClock", "ScaledTimeLoop"]
 

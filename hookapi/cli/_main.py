@@ -1,7 +1,7 @@
 """The ``hookapi`` command line: the parser, and ``main`` dispatching to each command.
 
 Every option of every command is declared here, so this module reads as the command-line
-reference; the commands themselves live in ``_cli_send``, ``_cli_serve`` and ``_cli_demo``,
+reference; the commands themselves live in ``_send``, ``_serve`` and ``_demo``,
 imported only when run so that ``hookapi --help`` stays quick.
 """
 
@@ -14,7 +14,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._cli_common import CommandError, ExitCode, write_line
+from ._common import CommandError, ExitCode, write_line
 
 if TYPE_CHECKING:
     import httpx
@@ -292,7 +292,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``hookapi`` argument parser, with its three commands."""
-    from . import __version__  # noqa: PLC0415  (the package imports the client, not this)
+    from .._version import __version__  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="hookapi",
@@ -328,14 +328,14 @@ def main(
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     try:
         if args.command == "send":
-            from ._cli_send import run_send  # noqa: PLC0415
+            from ._send import run_send  # noqa: PLC0415
 
             return run_send(args, transport=transport)
         if args.command == "serve":
-            from ._cli_serve import run_serve  # noqa: PLC0415
+            from ._serve import run_serve  # noqa: PLC0415
 
             return run_serve(args)
-        from ._cli_demo import run_demo  # noqa: PLC0415
+        from ._demo import run_demo  # noqa: PLC0415
 
         return run_demo(args)
     except CommandError as exc:

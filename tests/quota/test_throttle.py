@@ -12,11 +12,11 @@ import anyio
 import httpx
 import pytest
 
-from hookapi import RateLimitError, RetryPolicy, _ratelimit
-from hookapi._ratelimit import Pacer, RateLimit, Ticket
-from hookapi._transport import RateLimitTransport
+from hookapi import RateLimitError, RetryPolicy
+from hookapi._http import RateLimitTransport
+from hookapi._quota import Pacer, RateLimit, Ticket, _pacer
 
-from .conftest import ClientFactory, rate_headers
+from ..conftest import ClientFactory, rate_headers
 
 pytestmark = pytest.mark.anyio
 
@@ -402,7 +402,7 @@ async def test_the_transport_layer_closes_only_what_it_owns() -> None:
 
 
 def test_logs_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_ratelimit, "_LOG_CAP", 100)
+    monkeypatch.setattr(_pacer, "_LOG_CAP", 100)
     pacer = Pacer(clock=lambda: 0.0)
     first = pacer.try_reserve()
     assert first is not None

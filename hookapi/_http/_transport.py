@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ._exceptions import Delivery
-from ._ratelimit import Pacer, RateLimit, parse_retry_after
+from .._exceptions import Delivery
+from .._quota import Pacer, RateLimit, parse_retry_after
 
 if TYPE_CHECKING:
     from types import TracebackType

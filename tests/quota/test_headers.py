@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hookapi import RateLimit
-from hookapi._ratelimit import parse_retry_after
+from hookapi._quota import parse_retry_after
 
 NAMES = {
     "per_hour": "X-Rate-Limit-Total-Per-Hour",

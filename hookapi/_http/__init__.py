@@ -1,0 +1,38 @@
+"""What moves bytes: the transport layer that puts the secret in last, the pool, the connections.
+
+Nothing outside this package imports its private modules; the rest of hookapi uses the names
+re-exported here. It may use the quota and the error tree, never the client.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._transport import (
+    DEADLINE_EXTENSION,
+    RATE_LIMIT_EXTENSION,
+    SENDING_EXTENSION,
+    RateLimitTransport,
+    delivery_of,
+)
+
+if TYPE_CHECKING:
+    from ._pool import ConnectionPool
+
+__all__ = [
+    "DEADLINE_EXTENSION",
+    "RATE_LIMIT_EXTENSION",
+    "SENDING_EXTENSION",
+    "ConnectionPool",
+    "RateLimitTransport",
+    "delivery_of",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The pool is imported on first use: a client given its own transport never pays for it.
+    if name == "ConnectionPool":
+        from ._pool import ConnectionPool  # noqa: PLC0415
+
+        return ConnectionPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,12 @@
+"""The quota: what the service's rate-limit headers mean and how a hook's quota is paced.
+
+Nothing outside this package imports its private modules; the rest of hookapi uses the names
+re-exported here. It never imports the client or the HTTP stack.
+"""
+
+from __future__ import annotations
+
+from ._headers import RateLimit, parse_retry_after
+from ._pacer import Pacer, QuotaWaitTooLong, Ticket
+
+__all__ = ["Pacer", "QuotaWaitTooLong", "RateLimit", "Ticket", "parse_retry_after"]

@@ -1,0 +1,117 @@
+"""What the service's rate-limit headers say: the :class:`RateLimit` value and pure parsers.
+
+The service sends four ``X-Rate-Limit-*`` headers on every answer (and may add ``Retry-After``);
+any of them can be missing or malformed, so every parser here returns ``None`` rather than raise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+__all__ = ["RateLimit", "parse_retry_after"]
+
+_MAX_COUNT = 10**12
+
+
+def _parse_count(value: object) -> int | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
+        return None
+    count = int(value)
+    return count if count < _MAX_COUNT else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimit:
+    """The service's rate-limit headers from one answer.
+
+    A header that is missing or malformed gives ``None`` for its field; parsing never raises.
+
+    Attributes:
+        per_hour: ``X-Rate-Limit-Total-Per-Hour``: requests allowed per hour.
+        per_day: ``X-Rate-Limit-Total-Per-Day``: requests allowed per day.
+        used: ``X-Rate-Limit-Used``: requests used in this context.
+        remaining: ``X-Rate-Limit-Remaining``: requests remaining in this context.
+    """
+
+    per_hour: int | None = None
+    per_day: int | None = None
+    used: int | None = None
+    remaining: int | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimit | None:
+        """Parse the four headers; ``None`` when the answer carried none of them.
+
+        Args:
+            headers: The answer's headers; names are matched case-insensitively.
+
+        Example:
+            >>> RateLimit.from_headers({"X-Rate-Limit-Remaining": "7", "X-Rate-Limit-Used": "x"})
+            RateLimit(per_hour=None, per_day=None, used=None, remaining=7)
+        """
+        found: dict[str, str] = {}
+        if isinstance(headers, httpx.Headers):
+            # One pass over the raw pairs: much cheaper than four case-insensitive lookups.
+            for raw_name, raw_value in headers.raw:
+                if raw_name[:13].lower() == b"x-rate-limit-":
+                    key = raw_name[13:].lower().decode("latin-1")
+                    found.setdefault(key, raw_value.decode("latin-1"))
+        else:
+            for name, value in headers.items():
+                lowered = str(name).lower()
+                if lowered.startswith("x-rate-limit-"):
+                    found.setdefault(lowered[13:], value)
+        if not found:
+            return None
+        return cls(
+            per_hour=_parse_count(found.get("total-per-hour")),
+            per_day=_parse_count(found.get("total-per-day")),
+            used=_parse_count(found.get("used")),
+            remaining=_parse_count(found.get("remaining")),
+        )
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse ``Retry-After`` (delay seconds or an HTTP-date) into seconds from now.
+
+    Args:
+        value: The header's value, or ``None``.
+        now: The wall-clock time in seconds since the epoch (for HTTP-dates); default: now.
+
+    Returns:
+        Seconds to wait (never negative), or ``None`` when missing or malformed.
+
+    Example:
+        >>> parse_retry_after("120"), parse_retry_after("soon")
+        (120.0, None)
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None  # HTTP-dates are always GMT; a zoneless one is not a valid HTTP-date
+    if now is None:
+        import time  # noqa: PLC0415
+
+        now = time.time()
+    return max(0.0, when.timestamp() - now)
