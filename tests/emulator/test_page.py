@@ -17,6 +17,17 @@ EVIL = "<script>alert(1)</script> & \"quotes\" 'too'"
 
 
 @pytest.fixture
+def emulator() -> Emulator:
+    """A roomy emulator (the package's conftest gives a tiny one for quota edges)."""
+    return Emulator(per_hour=100, per_day=1000)
+
+
+@pytest.fixture
+def hook(emulator: Emulator) -> Hook:
+    return emulator.create_hook("Ops")
+
+
+@pytest.fixture
 def page(emulator: Emulator) -> DesktopPage:
     return DesktopPage(emulator, note="a <note>")
 
