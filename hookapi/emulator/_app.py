@@ -150,10 +150,43 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
+#: Arrays and objects nested deeper than this are refused as not valid JSON. The limit is the
+#: emulator's own, so that its answer does not depend on the interpreter's recursion limit
+#: (3.13's parser accepts nesting that 3.11's refuses).
+MAX_JSON_DEPTH: Final = 64
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in ``text``, ignoring brackets in strings."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be too deep: skip the scan (every ordinary body)
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _message_text(body: bytes) -> tuple[str, str | None]:
     """The ``message`` of a request body, or ``("", problem)`` when there is none to post."""
     try:
-        document = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        text = body.decode("utf-8")
+        if _nesting_depth(text) > MAX_JSON_DEPTH:
+            return "", "The body is not valid JSON."
+        document = json.loads(text, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return "", "The body is not valid JSON."
     if not isinstance(document, dict):

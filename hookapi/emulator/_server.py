@@ -20,7 +20,8 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import h11
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import SocketAttribute, SocketListener, SocketStream
+from anyio.streams.stapled import MultiListener
 
 from ._app import DROP_EXTENSION, ASGIApp, ConnectionDropped, Message
 
@@ -82,13 +83,34 @@ class Server:
         """Wait until the server has stopped serving."""
         await self._stopped.wait()
 
-    async def _serve(self, listener: anyio.abc.Listener[SocketStream], app: ASGIApp) -> None:
-        async def handle(stream: SocketStream) -> None:
-            await _Connection(app, stream).run()
+    async def _serve(self, listener: MultiListener[SocketStream], app: ASGIApp) -> None:
+        # Our own accept loop: a connection accepted just as the server stops may be cancelled
+        # before its handler starts, so every accepted stream is tracked and closed here.
+        streams: set[SocketStream] = set()
 
-        with self._scope:
-            await listener.serve(handle)
-        self._stopped.set()
+        async def handle(stream: SocketStream) -> None:
+            try:
+                await _Connection(app, stream).run()
+            finally:
+                streams.discard(stream)
+
+        async def accept(one: anyio.abc.Listener[SocketStream], tasks: anyio.abc.TaskGroup) -> None:
+            assert isinstance(one, SocketListener)  # create_tcp_listener's are
+            while True:
+                stream = await one.accept()
+                streams.add(stream)
+                tasks.start_soon(handle, stream)
+
+        try:
+            with self._scope:
+                async with anyio.create_task_group() as tasks:
+                    for one in listener.listeners:
+                        tasks.start_soon(accept, one, tasks)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for stream in list(streams):
+                    await stream.aclose()
+            self._stopped.set()
 
 
 @asynccontextmanager

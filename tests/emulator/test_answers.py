@@ -107,6 +107,7 @@ BAD_BODIES: list[Any] = [
     pytest.param(b"\xff\xfe{}", JSON, "not valid JSON", id="not-utf8"),
     pytest.param(b'{"message": NaN}', JSON, "not valid JSON", id="nan"),
     pytest.param(b"[" * 5000 + b"]" * 5000, JSON, "not valid JSON", id="deep-nesting"),
+    pytest.param(b"[" * 65 + b"]" * 65, JSON, "not valid JSON", id="one-level-too-deep"),
     pytest.param(b'["hello"]', JSON, "JSON object", id="array"),
     pytest.param(b'{"text": "hello"}', JSON, 'no "message"', id="missing-message"),
     pytest.param(b'{"message": 42}', JSON, "must be a string", id="int-message"),
@@ -158,6 +159,20 @@ async def test_json_content_types_are_accepted(
     )
     assert response.status_code == 200
     assert [m.text for m in emulator.messages(hook)] == ["hi"]
+
+
+async def test_nesting_up_to_the_limit_is_accepted_and_brackets_in_strings_do_not_count(
+    emulator: Emulator, hook: Hook
+) -> None:
+    # 64 levels in all: the object itself and 63 nested arrays. The limit is the emulator's own,
+    # so the answer is the same on every interpreter (3.13's json parses what 3.11's refuses).
+    deep = b'{"message": "\\"' + b"[{" * 200 + b'", "x": ' + b"[" * 63 + b"]" * 63 + b"}"
+    path = f"/{hook.id}/{hook.secret}/message"
+    response = await send(
+        emulator, "POST", path, content=deep, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200
+    assert [m.text for m in emulator.messages(hook)] == ['"' + "[{" * 200]
 
 
 async def test_the_body_limit_is_exact(clock: HandClock) -> None:
