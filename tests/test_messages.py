@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.anyio
 @pytest.mark.parametrize("quote", ['"', "'", "\u201c"])
 @pytest.mark.parametrize("factory", [AsyncHookClient.from_url, HookClient.from_url])
 def test_a_quoted_url_is_called_quoted(
-    quote: str, factory: type[AsyncHookClient], secret: str
+    quote: str, factory: Callable[[str], object], secret: str
 ) -> None:
     url = f"{quote}{BASE}/{HOOK_ID}/{secret}{quote}"
     with pytest.raises(InvalidInputError) as caught:
