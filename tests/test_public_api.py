@@ -62,9 +62,22 @@ def test_version_is_semver() -> None:
     assert (major, minor.isdigit(), patch.isdigit()) == ("0", True, True)
 
 
+def test_client_options_are_the_constructors_options() -> None:
+    # ClientOptions types from_url/from_env/HookClient: a new constructor option must be in it.
+    params = inspect.signature(hookapi.AsyncHookClient).parameters
+    assert set(hookapi.ClientOptions.__annotations__) == set(params) - {
+        "hook_id",
+        "secret",
+        "base_url",
+    }
+    assert hookapi.ClientOptions.__required_keys__ == frozenset()
+
+
 # Every import path the docs name: the layout behind them may move, these may not.
 DOCUMENTED_PATHS = [
     ("hookapi", "AsyncHookClient"),
+    ("hookapi", "HookClient"),
+    ("hookapi", "ClientOptions"),
     ("hookapi", "RetryPolicy"),
     ("hookapi", "RateLimit"),
     ("hookapi", "Secret"),
