@@ -93,8 +93,8 @@ class HookAPIError(Exception):
 
     delivery: Delivery
     attempts: int
-    #: False for an error raised while a client was being built: there is no message to speak
-    #: of, so the text says nothing about one.
+    #: Whether the text speaks of a message; not for an error raised while a client was
+    #: being built, since there is no message then.
     concerns_message: bool = True
 
     def __init__(

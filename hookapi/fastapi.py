@@ -45,6 +45,7 @@ from ._exceptions import (
 )
 
 __all__ = [
+    "DEFAULT_RETRY_AFTER",
     "STATE_KEY",
     "AsyncHookClientDep",
     "add_exception_handlers",
@@ -137,17 +138,16 @@ AsyncHookClientDep = Annotated[AsyncHookClient, Depends(get_hook_client)]
 def error_response(error: HookAPIError) -> JSONResponse:
     """The answer for a hookapi error: a status that says whose fault it was, and why.
 
-    ========================================  ======  ====================================
-    error                                     status  meaning
-    ========================================  ======  ====================================
-    :class:`~hookapi.InvalidInputError`       422     the caller's input cannot be posted
-    :class:`~hookapi.RateLimitError`          429     over quota; ``Retry-After`` says when
-    :class:`~hookapi.ServiceUnavailableError` 503     the service is down for maintenance
-    :class:`~hookapi.APITimeoutError`         504     the service did not answer in time
-    :class:`~hookapi.APIConnectionError`      502     the service could not be reached
-    :class:`~hookapi.APIStatusError`          502     the service refused (401, 404, 500...)
-    :class:`~hookapi.ClientClosedError`       503     the app is shutting down
-    ========================================  ======  ====================================
+    - :class:`~hookapi.InvalidInputError`: 422, the caller's input cannot be posted;
+    - :class:`~hookapi.RateLimitError`: 429, over quota, with ``Retry-After`` (the service's
+      wait rounded up, or :data:`DEFAULT_RETRY_AFTER` when it named none);
+    - :class:`~hookapi.ServiceUnavailableError`: 503, the service is down for maintenance
+      (with its ``Retry-After``, if any);
+    - :class:`~hookapi.APITimeoutError`: 504, the service did not answer in time;
+    - :class:`~hookapi.APIConnectionError` and any other :class:`~hookapi.APIStatusError`
+      (401, 404, 500...): 502, the service could not be reached or refused;
+    - :class:`~hookapi.ClientClosedError`: 503, the app is shutting down;
+    - any other :class:`~hookapi.HookAPIError`: 500.
 
     The body is ``{"detail": ..., "error": ..., "delivery": ...}``: the error's text (which
     never holds the secret), its class name, and whether the message may have been posted.

@@ -24,8 +24,9 @@ def serve_in_thread(emulator: Emulator, *, host: str = "127.0.0.1") -> Iterator[
     """Serve ``emulator`` over HTTP on a free port of ``host`` until the ``with`` block ends.
 
     The emulator then lives in the server's thread: it reads time from that thread's event
-    loop, so reach it through the socket only (not also through :meth:`Emulator.transport`).
-    Its :meth:`~hookapi.emulator.Emulator.messages` and
+    loop, so reach it through the socket only (not also in process, through
+    :meth:`~hookapi.emulator.Emulator.transport`). Its
+    :meth:`~hookapi.emulator.Emulator.messages` and
     :meth:`~hookapi.emulator.Emulator.fail_next` may be called from the test's thread.
 
     Example:

@@ -3,7 +3,9 @@ errors name the command line's own options."""
 
 from __future__ import annotations
 
+import io
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,16 @@ def test_dash_with_empty_input_is_invalid_input(
     ran = cli("send", "-", stdin="\n")
     assert ran.code == ExitCode.INVALID_INPUT
     assert "The message must not be empty" in ran.err
+    assert texts(emulator) == []
+
+
+def test_dash_with_input_that_is_not_utf8_is_invalid_input(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9\n")))
+    ran = cli("send", "-")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert ran.err == "hookapi send: error: standard input is not UTF-8 text.\n"
     assert texts(emulator) == []
 
 
