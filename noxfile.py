@@ -59,8 +59,9 @@ def docs(session: nox.Session) -> None:
     )
 
 
-#: The quickest demo that still goes through the whole client (the full one takes ~11 s).
-QUICK_DEMO = ("--messages", "10", "--tasks", "5", "--latency", "0")
+#: The quickest demo that still goes through the whole client, a served emulator and a burst
+#: from several tasks (the full one, with faults and quota waits, takes about 11 s).
+QUICK_DEMO = ("--messages", "10", "--tasks", "5", "--latency", "0", "--no-faults")
 #: The pages whose ``$ python -m pip install ...`` lines the install session runs.
 INSTALL_PAGES = ("README.md", "docs/tutorial.md")
 
@@ -68,7 +69,8 @@ INSTALL_PAGES = ("README.md", "docs/tutorial.md")
 def documented_commands() -> list[list[str]]:
     """Every install and ``hookapi demo`` command in the console blocks of INSTALL_PAGES.
 
-    ``$ a && b  # note`` gives ``a`` and ``b``; installing nox (the test command) is left out.
+    ``$ a && b  # note`` gives ``a`` and ``b``; installing nox (the test command) is left out,
+    and so is a command seen before.
     """
     commands: list[list[str]] = []
     for page in INSTALL_PAGES:
@@ -79,7 +81,8 @@ def documented_commands() -> list[list[str]]:
                 for part in line[2:].split("#", 1)[0].split("&&"):
                     words = shlex.split(part)
                     install = words[:4] == ["python", "-m", "pip", "install"]
-                    if (install and "nox" not in words) or words[:2] == ["hookapi", "demo"]:
+                    wanted = (install and "nox" not in words) or words[:2] == ["hookapi", "demo"]
+                    if wanted and words not in commands:
                         commands.append(words)
     return commands
 
