@@ -127,3 +127,12 @@ def test_the_test_module_passes(block: Block, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert " passed" in done.stdout
     assert "skipped" not in done.stdout
+
+
+def test_the_readmes_first_command_installs_from_the_checkout() -> None:
+    # `nox -s install` runs it in a fresh virtualenv; this keeps it the first thing a reader sees.
+    readme = (ROOT / "README.md").read_text()
+    first = re.search(r"```console\n\$ (.*?)\s+#", readme)
+    assert first is not None
+    assert first[1] == 'python -m pip install ".[cli]" && hookapi demo'
+    assert 'Once hookapi is published on PyPI, `python -m pip install "hookapi[cli]"`' in readme
