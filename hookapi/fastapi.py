@@ -77,6 +77,9 @@ def hook_lifespan(
     opened before the app's own lifespan runs and closed after it has finished, and it joins
     the state that lifespan yields under :data:`STATE_KEY`.
 
+    The state is a plain mapping, so that more resources can join it under keys of their own
+    (an outbox, say, opened and closed the same way).
+
     Args:
         lifespan: The app's own lifespan, if it has one; what it yields (a mapping, or
             nothing) is kept in the state.

@@ -19,6 +19,7 @@ import logging
 import re
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,3 +137,13 @@ def test_the_readmes_first_command_installs_from_the_checkout() -> None:
     assert first is not None
     assert first[1] == 'python -m pip install ".[cli]" && hookapi demo'
     assert 'Once hookapi is published on PyPI, `python -m pip install "hookapi[cli]"`' in readme
+
+
+def test_the_docs_say_what_the_cli_extra_adds() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    cli = extras["optional-dependencies"]["cli"]
+    pages = [ROOT / "README.md", ROOT / "docs/tutorial.md", ROOT / "docs/cli.md"]
+    for page in pages:
+        text = " ".join(page.read_text().split())
+        assert ("adds nothing today" in text) == (cli == []), page.name
+        assert "adds what the command line needs" not in text, page.name
