@@ -27,10 +27,16 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any, Final, TypeVar, Unpack
 
-from fastapi import Depends
-from starlette.applications import Starlette
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse
+try:
+    from fastapi import Depends
+    from starlette.applications import Starlette
+    from starlette.requests import HTTPConnection, Request
+    from starlette.responses import JSONResponse
+except ImportError as exc:  # pragma: no cover  (tested in a subprocess without FastAPI)
+    raise ImportError(
+        f"hookapi.fastapi needs FastAPI and Starlette ({exc.name} is missing): "
+        'pip install "hookapi[fastapi]"'
+    ) from exc
 
 from ._client import ENV_VAR, AsyncHookClient, ClientOptions
 from ._exceptions import (

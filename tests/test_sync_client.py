@@ -13,7 +13,14 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from hookapi import ClientClosedError, HookClient, PostResult, RetryPolicy
+from hookapi import (
+    ClientClosedError,
+    Delivery,
+    HookClient,
+    NotFoundError,
+    PostResult,
+    RetryPolicy,
+)
 from hookapi.emulator import Emulator, Hook
 from hookapi.testing import assert_posted
 
@@ -76,9 +83,9 @@ def test_the_constructor_and_from_env_take_the_same_options(
 
 def test_errors_are_the_async_clients(client: HookClient, emulator: Emulator) -> None:
     emulator.fail_next(404)
-    with pytest.raises(Exception, match="answered 404") as caught:
+    with pytest.raises(NotFoundError, match="answered 404") as caught:
         client.post_message("lost")
-    assert type(caught.value).__name__ == "NotFoundError"
+    assert caught.value.delivery is Delivery.REJECTED
 
 
 def test_many_threads_share_one_client_and_one_quota(
