@@ -7,7 +7,7 @@ of every log, error and repr.
 
 from __future__ import annotations
 
-from ._client import AsyncHookClient, PostResult
+from ._client import AsyncHookClient, ClientOptions, PostResult
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -29,6 +29,7 @@ from ._exceptions import (
 from ._quota import RateLimit
 from ._retry import RetryPolicy
 from ._secrets import Secret
+from ._sync import HookClient
 from ._version import __version__
 
 __all__ = [
@@ -40,8 +41,10 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
+    "ClientOptions",
     "Delivery",
     "HookAPIError",
+    "HookClient",
     "InternalServerError",
     "InvalidInputError",
     "NotFoundError",

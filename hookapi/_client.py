@@ -11,7 +11,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 
 import anyio
 import httpx
@@ -25,6 +25,7 @@ from ._exceptions import (
     HookAPIError,
     InvalidInputError,
     RateLimitError,
+    builds,
     status_error_class,
 )
 from ._http import (
@@ -43,12 +44,14 @@ from ._version import __version__
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["AsyncHookClient", "PostResult"]
+__all__ = ["AsyncHookClient", "ClientOptions", "PostResult"]
 
 ENV_VAR = "HOOKAPI_URL"
 #: Error bodies are read up to this many bytes; the rest is discarded.
 MAX_ERROR_BODY = 64 * 1024
 _SNIPPET = 200
+#: Quotes a pasted URL may arrive wrapped in (straight and typographic).
+_QUOTES = ('"', "'", "\u201c", "\u201d", "\u2018", "\u2019")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +69,22 @@ class PostResult:
     attempts: int
     rate_limit: RateLimit | None
     elapsed: float
+
+
+class ClientOptions(TypedDict, total=False):
+    """The options every way of building a client takes, typed so that a misspelling is caught.
+
+    :meth:`AsyncHookClient.from_url`, :meth:`AsyncHookClient.from_env` and the sync
+    :class:`~hookapi.HookClient` take them as keywords (``**options: Unpack[ClientOptions]``);
+    the constructor below documents each. A new constructor option is one line here.
+    """
+
+    timeout: float
+    retry: RetryPolicy | None
+    transport: httpx.AsyncBaseTransport | None
+    allow_insecure_http: bool
+    max_connections: int
+    user_agent: str | None
 
 
 class AsyncHookClient:
@@ -97,6 +116,7 @@ class AsyncHookClient:
         ...         print(result.rate_limit)
     """
 
+    @builds
     def __init__(
         self,
         *,
@@ -166,20 +186,26 @@ class AsyncHookClient:
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
+    @builds
+    def from_url(cls, url: str, **options: Unpack[ClientOptions]) -> Self:
         """Build a client from the full hook URL a user copied.
 
         Args:
             url: ``{base}/{hook_id}/{secret}``, with or without a trailing ``/message``.
-            **options: Any other :class:`AsyncHookClient` keyword argument.
+            **options: The constructor's other options (:class:`ClientOptions`).
 
         Raises:
             InvalidInputError: The URL does not have that shape (the error never shows it).
         """
         if not isinstance(url, str):
             raise InvalidInputError(f"The hook URL must be a str, not {type(url).__name__}.")
+        url = url.strip()
+        if url.startswith(_QUOTES) or url.endswith(_QUOTES):
+            raise InvalidInputError(
+                "The hook URL is quoted: remove the quotes that came with it when it was pasted."
+            )
         try:
-            parsed = httpx.URL(url.strip())
+            parsed = httpx.URL(url)
         except httpx.InvalidURL:
             raise InvalidInputError("The hook URL is not a valid URL.") from None
         if parsed.query or parsed.fragment:
@@ -195,8 +221,13 @@ class AsyncHookClient:
         return cls(hook_id=segments[-2], secret=segments[-1], base_url=base, **options)
 
     @classmethod
-    def from_env(cls, *, env_var: str = ENV_VAR, **options: Any) -> Self:
+    @builds
+    def from_env(cls, *, env_var: str = ENV_VAR, **options: Unpack[ClientOptions]) -> Self:
         """Build a client from the hook URL in the ``HOOKAPI_URL`` environment variable.
+
+        Args:
+            env_var: The variable to read.
+            **options: The constructor's other options (:class:`ClientOptions`).
 
         Raises:
             InvalidInputError: The variable is unset, empty, or not a hook URL.
@@ -237,7 +268,9 @@ class AsyncHookClient:
 
     async def __aenter__(self) -> Self:
         if self._closed:
-            raise ClientClosedError("This AsyncHookClient is closed and cannot be reopened.")
+            error = ClientClosedError("This AsyncHookClient is closed and cannot be reopened.")
+            error.concerns_message = False
+            raise error
         return self
 
     async def __aexit__(
@@ -374,7 +407,7 @@ class AsyncHookClient:
     def _connection_error(self, exc: httpx.TransportError) -> APIConnectionError:
         delivery = delivery_of(exc)
         kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
-        detail = _redact(str(exc), self._secret) or type(exc).__name__
+        detail = _redact(str(exc), self._secret).rstrip(" .") or type(exc).__name__
         where = (
             "before it was sent" if delivery is Delivery.NOT_SENT else "after it may have been sent"
         )

@@ -25,7 +25,9 @@ attempts were made, so a caller never has to guess whether to send again.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, ClassVar
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from ._quota import RateLimit
@@ -47,8 +49,12 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "ServiceUnavailableError",
+    "builds",
     "status_error_class",
 ]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class Delivery(enum.StrEnum):
@@ -87,6 +93,9 @@ class HookAPIError(Exception):
 
     delivery: Delivery
     attempts: int
+    #: Whether the text speaks of a message; not for an error raised while a client was
+    #: being built, since there is no message then.
+    concerns_message: bool = True
 
     def __init__(
         self, message: str, *, delivery: Delivery = Delivery.NOT_SENT, attempts: int = 0
@@ -101,6 +110,8 @@ class HookAPIError(Exception):
         return str(self.args[0])
 
     def __str__(self) -> str:
+        if not self.concerns_message:
+            return self.message
         if self.attempts == 0:
             return f"{self.message} {self.delivery.describe()}"
         plural = "" if self.attempts == 1 else "s"
@@ -251,3 +262,21 @@ def status_error_class(status_code: int) -> type[APIStatusError]:
     if cls is not None:
         return cls
     return ServerError if status_code >= 500 else APIStatusError
+
+
+def builds(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Mark the input errors ``func`` raises as construction errors, which concern no message.
+
+    For constructors and factories: a bad option is not a message that was not sent, so the
+    error's text says nothing about a message.
+    """
+
+    @functools.wraps(func)
+    def build(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return func(*args, **kwargs)
+        except InvalidInputError as exc:
+            exc.concerns_message = False
+            raise
+
+    return build

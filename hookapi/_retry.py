@@ -23,6 +23,7 @@ from ._exceptions import (
     HookAPIError,
     InvalidInputError,
     RateLimitError,
+    builds,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class RetryPolicy:
     retry_unknown_delivery: bool = False
     jitter: bool = True
 
+    @builds
     def __post_init__(self) -> None:
         attempts: object = self.max_attempts
         if isinstance(attempts, bool) or not isinstance(attempts, int):

@@ -14,10 +14,26 @@ import httpx
 
 from ._exceptions import InvalidInputError
 
-__all__ = ["check_base_url", "check_timeout", "encode_message"]
+__all__ = ["InsecureURLError", "check_base_url", "check_timeout", "encode_message", "is_loopback"]
 
 
-def _is_loopback(host: str) -> bool:
+class InsecureURLError(InvalidInputError):
+    """Plain ``http://`` to a host that is not loopback, refused to keep the secret off the wire.
+
+    Its own class so that a caller with other words for the way out (the command line's
+    ``--allow-insecure-http``) can say so.
+
+    Attributes:
+        netloc: The host and port the URL named (never the path, which holds the secret).
+    """
+
+    def __init__(self, message: str, *, netloc: str) -> None:
+        super().__init__(message)
+        self.netloc = netloc
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, ``*.localhost`` or a loopback IP)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -38,11 +54,13 @@ def check_base_url(base_url: str | httpx.URL, *, allow_insecure_http: bool) -> h
         raise InvalidInputError("base_url must not hold a user name or password.")
     if url.query or url.fragment:
         raise InvalidInputError("base_url must not have a query or a fragment.")
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
-        raise InvalidInputError(
-            f"base_url {url.scheme}://{url.host} is plain http to a host that is not loopback: "
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
+        netloc = url.netloc.decode("ascii")
+        raise InsecureURLError(
+            f"base_url http://{netloc} is plain http to a host that is not loopback: "
             "the secret would cross the network in clear. Use https, or pass "
-            "allow_insecure_http=True if you really mean it."
+            "allow_insecure_http=True if you really mean it.",
+            netloc=netloc,
         )
     return url
 
@@ -56,9 +74,12 @@ def encode_message(text: object) -> bytes:
     body = json.dumps({"message": text}, ensure_ascii=False, separators=(",", ":"))
     try:
         return body.encode("utf-8")
-    except UnicodeEncodeError as exc:
+    except UnicodeEncodeError:
+        # The encoder's index counts in the JSON body; the user wants the one in their text.
+        index = next(i for i, char in enumerate(text) if "\ud800" <= char <= "\udfff")
         raise InvalidInputError(
-            f"The message cannot be encoded as UTF-8 (a lone surrogate at index {exc.start})."
+            f"The message cannot be encoded as UTF-8: a lone surrogate "
+            f"{text[index]!r} at index {index} of the text."
         ) from None
 
 

@@ -18,7 +18,8 @@ import hookapi
 def test_all_is_sorted_and_complete() -> None:
     assert hookapi.__all__ == sorted(hookapi.__all__)
     public = {n for n in vars(hookapi) if n.isidentifier() and not n.startswith("_")}
-    assert public - {"annotations"} <= set(hookapi.__all__) | {"cli", "emulator", "testing"}
+    consumers = {"cli", "emulator", "fastapi", "testing"}
+    assert public - {"annotations"} <= set(hookapi.__all__) | consumers
     for name in hookapi.__all__:
         assert hasattr(hookapi, name), name
 
@@ -62,9 +63,22 @@ def test_version_is_semver() -> None:
     assert (major, minor.isdigit(), patch.isdigit()) == ("0", True, True)
 
 
+def test_client_options_are_the_constructors_options() -> None:
+    # ClientOptions types from_url/from_env/HookClient: a new constructor option must be in it.
+    params = inspect.signature(hookapi.AsyncHookClient).parameters
+    assert set(hookapi.ClientOptions.__annotations__) == set(params) - {
+        "hook_id",
+        "secret",
+        "base_url",
+    }
+    assert hookapi.ClientOptions.__required_keys__ == frozenset()
+
+
 # Every import path the docs name: the layout behind them may move, these may not.
 DOCUMENTED_PATHS = [
     ("hookapi", "AsyncHookClient"),
+    ("hookapi", "HookClient"),
+    ("hookapi", "ClientOptions"),
     ("hookapi", "RetryPolicy"),
     ("hookapi", "RateLimit"),
     ("hookapi", "Secret"),

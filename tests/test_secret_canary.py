@@ -222,6 +222,8 @@ def test_the_secret_never_leaks_from_bad_construction(secret: str) -> None:
         f"https://x.test/{secret}",
         f"https://x.test/a/{secret}?q=1",
         f"ftp://x.test/a/{secret}",
+        f"'https://x.test/a/{secret}'",
+        f"http://x.test:8080/a/{secret}",
     ):
         with pytest.raises(InvalidInputError) as caught:
             AsyncHookClient.from_url(url)

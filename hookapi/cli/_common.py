@@ -30,12 +30,14 @@ from .._exceptions import (
     RateLimitError,
     ServerError,
 )
+from .._validate import InsecureURLError
 
 __all__ = [
     "CommandError",
     "ExitCode",
     "Progress",
     "exit_code_for",
+    "explain",
     "percentile",
     "plural",
     "read_credential_file",
@@ -82,6 +84,17 @@ def exit_code_for(error: HookAPIError) -> ExitCode:
         if isinstance(error, cls):
             return code
     return ExitCode.FAILED
+
+
+def explain(error: HookAPIError) -> str:
+    """The error's text in the command line's words: its options rather than the library's."""
+    if isinstance(error, InsecureURLError):
+        return (
+            f"the hook URL is plain http to http://{error.netloc}, a host that is not loopback: "
+            "the secret would cross the network in clear. Use https, or pass "
+            "--allow-insecure-http if you really mean it."
+        )
+    return str(error)
 
 
 class CommandError(Exception):

@@ -97,7 +97,12 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    send.add_argument("message", nargs="?", metavar="MESSAGE", help="the text to post")
+    send.add_argument(
+        "message",
+        nargs="?",
+        metavar="MESSAGE",
+        help="the text to post; - posts all of standard input as one message",
+    )
     send.add_argument(
         "--stdin",
         action="store_true",

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -29,6 +30,7 @@ from ._common import (
     ExitCode,
     Progress,
     exit_code_for,
+    explain,
     plural,
     read_credential_file,
     run_until_signal,
@@ -81,6 +83,25 @@ def _read_stdin(stream: TextIO) -> tuple[list[tuple[int, str]], int]:
     numbered = [(n, line.removesuffix("\r")) for n, line in enumerate(lines, start=1)]
     kept = [(n, text) for n, text in numbered if text.strip()]
     return kept, len(numbered) - len(kept)
+
+
+def _is_piped(stream: TextIO) -> bool:
+    """Whether ``stream`` is a pipe or a file (not a terminal, nor ``/dev/null``)."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
+def _read_message(stream: TextIO) -> str:
+    """All of ``stream`` as one message (for ``hookapi send -``), without its final newline."""
+    buffer = getattr(stream, "buffer", None)
+    try:
+        data = buffer.read().decode("utf-8") if buffer is not None else stream.read()
+    except UnicodeDecodeError:
+        raise CommandError("standard input is not UTF-8 text.", ExitCode.INVALID_INPUT) from None
+    return data.removesuffix("\n").removesuffix("\r")
 
 
 class _Tracker(httpx.AsyncBaseTransport):
@@ -249,10 +270,18 @@ def _summary(run: _Run) -> str:
 
 def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | None) -> int:
     """Run ``hookapi send`` with parsed ``args``; return the exit status."""
+    if args.message is None and not args.stdin and _is_piped(sys.stdin):
+        raise CommandError(
+            "give either MESSAGE or --stdin. Standard input is piped: --stdin posts each of "
+            "its lines as a message, and '-' posts all of it as one message.",
+            ExitCode.USAGE,
+        )
     if (args.message is None) == (not args.stdin):
         raise CommandError("give either MESSAGE or --stdin.", ExitCode.USAGE)
     url = read_hook_url(args.url_file)
     skipped = 0
+    if args.message == "-":
+        args.message = _read_message(sys.stdin)
     if args.stdin:
         lines, skipped = _read_stdin(sys.stdin)
         if not lines:
@@ -271,7 +300,7 @@ def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | 
     try:
         signum = anyio.run(_send, args, url, sender, transport)
     except HookAPIError as exc:  # the client refused its options, before anything was sent
-        raise CommandError(str(exc), exit_code_for(exc)) from None
+        raise CommandError(explain(exc), exit_code_for(exc)) from None
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

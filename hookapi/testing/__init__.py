@@ -1,13 +1,15 @@
 """Test support for code that posts through hookapi: fixtures, assertions and scripted faults.
 
 hookapi installs a pytest plugin (the ``pytest11`` entry point ``hookapi``) that gives every
-test three fixtures, each one fresh per test:
+test four fixtures, each one fresh per test:
 
 - ``hook_emulator``: an :class:`~hookapi.emulator.Emulator` (set its options with
   ``@pytest.mark.hook_emulator(per_hour=10, window="sliding")``);
 - ``hook``: a hook created on it;
 - ``hook_client``: an :class:`~hookapi.AsyncHookClient` for that hook, talking to the emulator in
-  process, with retry waits of hundredths of a second. It needs no closing.
+  process, with retry waits of hundredths of a second. It needs no closing;
+- ``served_hook_url``: the hook's URL on ``hook_emulator`` served over a loopback socket (from a
+  thread, for the test's duration), for code that builds its own client from ``HOOKAPI_URL``.
 
 The fixtures are plain (not async), so they work under anyio's pytest plugin, pytest-asyncio
 and trio alike. Importing this module does not import pytest; pytest itself loads the
@@ -38,11 +40,18 @@ from typing import TYPE_CHECKING, Final
 
 from ._kit import assert_posted, make_client, scripted_faults
 from ._loop import VirtualTimeEventLoop
+from ._served import serve_in_thread
 
 if TYPE_CHECKING:
     import pytest
 
-__all__ = ["VirtualTimeEventLoop", "assert_posted", "make_client", "scripted_faults"]
+__all__ = [
+    "VirtualTimeEventLoop",
+    "assert_posted",
+    "make_client",
+    "scripted_faults",
+    "serve_in_thread",
+]
 
 _FIXTURES: Final = "hookapi.testing.fixtures"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
-from .._client import AsyncHookClient
+from .._client import AsyncHookClient, ClientOptions
 from .._retry import RetryPolicy
 from ..emulator import Emulator, Fault, FaultKind, Hook
 
@@ -16,7 +16,9 @@ __all__ = ["assert_posted", "make_client", "scripted_faults"]
 _SHOWN: Final = 20
 
 
-def make_client(emulator: Emulator, hook: Hook | str, **options: Any) -> AsyncHookClient:
+def make_client(
+    emulator: Emulator, hook: Hook | str, **options: Unpack[ClientOptions]
+) -> AsyncHookClient:
     """A client for ``hook`` that talks to ``emulator`` in process and retries without waiting.
 
     Retry waits are at most a tenth of a second; any :class:`~hookapi.AsyncHookClient` option

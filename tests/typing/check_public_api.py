@@ -10,7 +10,9 @@ import hookapi
 from hookapi import (
     APIStatusError,
     AsyncHookClient,
+    ClientOptions,
     Delivery,
+    HookClient,
     PostResult,
     RateLimit,
     RateLimitError,
@@ -58,3 +60,28 @@ def check_values() -> None:
         assert_type(limit.remaining, int | None)
     assert_type(RetryPolicy.disabled(), RetryPolicy)
     assert_type(RetryPolicy().deadline, float)
+
+
+def check_typed_options(transport: httpx.AsyncBaseTransport) -> None:
+    options: ClientOptions = {"timeout": 5.0, "transport": transport}
+    assert_type(AsyncHookClient.from_env(timeout=5, allow_insecure_http=True), AsyncHookClient)
+    assert_type(AsyncHookClient.from_url("https://x.test/a/b", **options), AsyncHookClient)
+    assert_type(HookClient.from_env(retry=RetryPolicy(), max_connections=2), HookClient)
+    assert_type(HookClient.from_url("https://x.test/a/b", user_agent="bot/1"), HookClient)
+    assert_type(
+        HookClient(hook_id="id", secret="s", base_url="https://x.test", timeout=1.0), HookClient
+    )
+    # A misspelled option is an error: were it accepted, the unused ignore would fail mypy.
+    AsyncHookClient.from_env(timout=5)  # type: ignore[call-arg]
+    AsyncHookClient.from_url("https://x.test/a/b", retries=3)  # type: ignore[call-arg]
+    HookClient.from_env(timout=5)  # type: ignore[call-arg]
+    AsyncHookClient.from_env(timeout="5")  # type: ignore[arg-type]
+
+
+def check_sync_client(client: HookClient) -> None:
+    with client as entered:
+        assert_type(entered, HookClient)
+        result = entered.post_message("hi", timeout=1.0, deadline=2.0)
+        assert_type(result, PostResult)
+    assert_type(client.rate_limit, RateLimit | None)
+    assert_type(client.is_closed, bool)

@@ -1,0 +1,239 @@
+"""The sync client: :class:`AsyncHookClient` on an event loop of its own, behind plain calls.
+
+A script, a notebook or a sync web handler has no event loop to await in, and may even be
+running inside one it does not own (a notebook's, a framework's). So :class:`HookClient` does
+not run the async client in the caller's thread: it starts one worker thread running an
+asyncio loop with an anyio blocking portal, and every call is a portal call into that loop.
+The logic stays in :class:`AsyncHookClient`; this module only carries calls across threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import threading
+from typing import TYPE_CHECKING, Self, Unpack
+
+import anyio
+import anyio.from_thread
+import httpx
+
+from ._client import ENV_VAR, AsyncHookClient, ClientOptions, PostResult
+from ._exceptions import ClientClosedError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._quota import RateLimit
+    from ._retry import RetryPolicy
+    from ._secrets import Secret
+
+__all__ = ["HookClient"]
+
+
+class _LoopThread:
+    """A daemon thread running an asyncio loop that serves a blocking portal until stopped.
+
+    A daemon thread, so that a client its owner forgot to close never keeps the process from
+    exiting (``anyio.from_thread.start_blocking_portal`` runs its loop in an executor thread,
+    which the interpreter joins at exit: a forgotten client would hang the process).
+    """
+
+    def __init__(self) -> None:
+        handoff: queue.SimpleQueue[anyio.from_thread.BlockingPortal] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=anyio.run, args=(self._serve, handoff), name="hookapi-sync-client", daemon=True
+        )
+        self._thread.start()
+        self.portal = handoff.get()
+
+    @property
+    def ident(self) -> int | None:
+        """The loop thread's id."""
+        return self._thread.ident
+
+    @staticmethod
+    async def _serve(handoff: queue.SimpleQueue[anyio.from_thread.BlockingPortal]) -> None:
+        async with anyio.from_thread.BlockingPortal() as portal:
+            handoff.put(portal)
+            await portal.sleep_until_stopped()
+
+    def stop(self) -> None:
+        """Stop the loop once the calls in progress have finished, and wait for the thread."""
+        self.portal.call(self.portal.stop)
+        self._thread.join()
+
+
+class HookClient:
+    """Posts chat messages through one hook from code that does not use ``async``.
+
+    The same client as :class:`~hookapi.AsyncHookClient` (the same options, pacing, retries
+    and errors), run on an event loop of its own in a worker thread. It works in a plain
+    script, from many threads at once (they share one connection pool and one view of the
+    quota), and when called from inside a running event loop, such as a notebook's or a sync
+    startup hook's: the call blocks that loop until it returns, as any blocking call does.
+
+    Close it with :meth:`close` or a ``with`` block; that closes its connections and stops its
+    thread. Its ``transport`` option, if given, runs on the client's own loop.
+
+    Args:
+        hook_id: The hook's id.
+        secret: The hook's secret.
+        base_url: Where the service's hooks live.
+        **options: The options of :class:`~hookapi.AsyncHookClient` (:class:`ClientOptions`).
+
+    Raises:
+        InvalidInputError: An option is invalid (no thread is started then).
+
+    Example:
+        >>> import hookapi
+        >>> def main() -> None:
+        ...     with hookapi.HookClient.from_env() as client:
+        ...         result = client.post_message("Deploy finished")
+        ...         print(result.attempts)
+    """
+
+    def __init__(
+        self,
+        *,
+        hook_id: str,
+        secret: str | Secret,
+        base_url: str | httpx.URL,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        self._start(AsyncHookClient(hook_id=hook_id, secret=secret, base_url=base_url, **options))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Unpack[ClientOptions]) -> Self:
+        """Build a client from the full hook URL a user copied.
+
+        See :meth:`AsyncHookClient.from_url`.
+
+        Raises:
+            InvalidInputError: The URL does not have that shape (the error never shows it).
+        """
+        return cls._wrap(AsyncHookClient.from_url(url, **options))
+
+    @classmethod
+    def from_env(cls, *, env_var: str = ENV_VAR, **options: Unpack[ClientOptions]) -> Self:
+        """Build a client from the hook URL in the ``HOOKAPI_URL`` environment variable.
+
+        See :meth:`AsyncHookClient.from_env`.
+
+        Raises:
+            InvalidInputError: The variable is unset, empty, or not a hook URL.
+        """
+        return cls._wrap(AsyncHookClient.from_env(env_var=env_var, **options))
+
+    @classmethod
+    def _wrap(cls, client: AsyncHookClient) -> Self:
+        self = cls.__new__(cls)
+        self._start(client)
+        return self
+
+    def _start(self, client: AsyncHookClient) -> None:
+        # Built in the caller's thread first: a bad option raises before any thread starts.
+        self._client = client
+        self._idle = threading.Condition()
+        self._active = 0
+        self._closed = False
+        self._loop = _LoopThread()
+
+    @property
+    def hook_id(self) -> str:
+        """The hook's id."""
+        return self._client.hook_id
+
+    @property
+    def url(self) -> str:
+        """The message URL with the secret shown as ``***``."""
+        return self._client.url
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The latest rate-limit headers seen for this hook, or ``None``."""
+        return self._client.rate_limit
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy this client applies."""
+        return self._client.retry_policy
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        return repr(self._client).replace("<AsyncHookClient", "<HookClient", 1)
+
+    def __enter__(self) -> Self:
+        if self._closed:
+            error = ClientClosedError("This HookClient is closed and cannot be reopened.")
+            error.concerns_message = False
+            raise error
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections and stop the worker thread; calling it again does nothing.
+
+        Calls in progress in other threads finish first; calls made from now on raise
+        :class:`~hookapi.ClientClosedError`.
+
+        Raises:
+            RuntimeError: Called from the client's own loop thread (from inside a transport).
+        """
+        self._check_thread("close")
+        with self._idle:
+            if self._closed:
+                return
+            self._closed = True
+            self._idle.wait_for(lambda: self._active == 0)
+        try:
+            self._loop.portal.call(self._client.aclose)
+        finally:
+            self._loop.stop()
+
+    def post_message(
+        self, text: str, *, timeout: float | None = None, deadline: float | None = None
+    ) -> PostResult:
+        """Post ``text`` to the hook's Desktop as the bot, throttled and retried.
+
+        Blocks until the message is posted or the call fails; see
+        :meth:`AsyncHookClient.post_message` for the arguments and errors.
+
+        Raises:
+            ClientClosedError: The client is closed.
+            RuntimeError: Called from the client's own loop thread (from inside a transport).
+        """
+        self._check_thread("post_message")
+        with self._idle:
+            if self._closed:
+                raise ClientClosedError("This HookClient is closed; create a new one.")
+            self._active += 1
+        try:
+            post = functools.partial(
+                self._client.post_message, text, timeout=timeout, deadline=deadline
+            )
+            result: PostResult = self._loop.portal.call(post)
+            return result
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def _check_thread(self, what: str) -> None:
+        if threading.get_ident() == self._loop.ident:
+            raise RuntimeError(
+                f"HookClient.{what} was called from the client's own event loop thread (from a "
+                "transport or a callback running there), where it would wait for itself "
+                "forever; use an AsyncHookClient there instead."
+            )

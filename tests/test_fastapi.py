@@ -1,0 +1,248 @@
+"""hookapi.fastapi: the lifespan, the dependency and the error answers, on asyncio and trio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI, Request
+
+import hookapi
+from hookapi.emulator import Emulator, Hook
+from hookapi.fastapi import (
+    DEFAULT_RETRY_AFTER,
+    STATE_KEY,
+    AsyncHookClientDep,
+    add_exception_handlers,
+    error_response,
+    hook_lifespan,
+)
+from hookapi.testing import assert_posted
+
+pytestmark = pytest.mark.anyio
+
+URL = "https://hooks.example.test/v1/***/message"
+
+
+@pytest.fixture
+def emulator() -> Emulator:
+    return Emulator(per_hour=100, per_day=1000)
+
+
+@pytest.fixture
+def hook(emulator: Emulator) -> Hook:
+    return emulator.create_hook("Ops")
+
+
+def make_app(emulator: Emulator, hook: Hook, **options: Any) -> FastAPI:
+    options.setdefault("url", hook.url)
+    options.setdefault("transport", emulator.transport())
+    options.setdefault("retry", hookapi.RetryPolicy.disabled())
+    app = FastAPI(lifespan=hook_lifespan(**options))
+    add_exception_handlers(app)
+
+    @app.post("/notify")
+    async def notify(text: str, hook: AsyncHookClientDep) -> dict[str, int]:
+        result = await hook.post_message(text)
+        return {"attempts": result.attempts, "client": id(hook)}
+
+    return app
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            yield client
+
+
+async def start_failure(app: FastAPI) -> BaseException:
+    """The error that stops the app's start (unwrapped: on trio it arrives in a group)."""
+    with pytest.raises(BaseException) as caught:
+        async with serving(app):
+            pass
+    error = caught.value
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+async def test_one_client_serves_every_request_and_closes_with_the_app(
+    emulator: Emulator, hook: Hook
+) -> None:
+    seen: list[hookapi.AsyncHookClient] = []
+    app = make_app(emulator, hook)
+
+    @app.get("/client")
+    async def client(hook: AsyncHookClientDep) -> None:
+        seen.append(hook)
+
+    async with serving(app) as http:
+        first = await http.post("/notify", params={"text": "one"})
+        second = await http.post("/notify", params={"text": "two"})
+        await http.get("/client")
+        open_while_serving = not seen[0].is_closed
+    assert open_while_serving
+    assert first.status_code == second.status_code == 200
+    assert first.json()["client"] == second.json()["client"] == id(seen[0])
+    assert seen[0].is_closed
+    assert_posted(emulator, hook, ["one", "two"])
+
+
+async def test_the_apps_own_lifespan_runs_inside_and_keeps_its_state(
+    emulator: Emulator, hook: Hook
+) -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def own(app: FastAPI) -> AsyncIterator[Mapping[str, Any]]:
+        events.append("own start")
+        yield {"greeting": "hello"}
+        events.append("own stop")
+
+    app = FastAPI(lifespan=hook_lifespan(own, url=hook.url, transport=emulator.transport()))
+
+    @app.get("/state")
+    async def state(request: Request, hook: AsyncHookClientDep) -> dict[str, object]:
+        events.append(f"request, client open: {not hook.is_closed}")
+        return {"greeting": request.state.greeting, "has_client": hasattr(request.state, STATE_KEY)}
+
+    async with serving(app) as http:
+        answer = await http.get("/state")
+    assert answer.json() == {"greeting": "hello", "has_client": True}
+    assert events == ["own start", "request, client open: True", "own stop"]
+
+
+async def test_an_own_lifespan_that_yields_nothing(emulator: Emulator, hook: Hook) -> None:
+    @asynccontextmanager
+    async def own(app: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(lifespan=hook_lifespan(own, url=hook.url, transport=emulator.transport()))
+
+    @app.post("/notify")
+    async def notify(hook: AsyncHookClientDep) -> int:
+        return (await hook.post_message("hi")).attempts
+
+    async with serving(app) as http:
+        assert (await http.post("/notify")).json() == 1
+
+
+async def test_an_own_lifespan_may_not_take_the_state_key(emulator: Emulator, hook: Hook) -> None:
+    @asynccontextmanager
+    async def own(app: FastAPI) -> AsyncIterator[Mapping[str, Any]]:
+        yield {STATE_KEY: "mine"}
+
+    app = FastAPI(lifespan=hook_lifespan(own, url=hook.url, transport=emulator.transport()))
+    error = await start_failure(app)
+    assert isinstance(error, RuntimeError)
+    assert str(error) == "The app's own lifespan yields 'hook_client', which hook_lifespan sets."
+
+
+async def test_the_client_comes_from_the_environment_by_default(
+    emulator: Emulator, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOT_HOOK", hook.url)
+    retry = hookapi.RetryPolicy(max_attempts=2)
+    app = FastAPI(
+        lifespan=hook_lifespan(env_var="BOT_HOOK", transport=emulator.transport(), retry=retry)
+    )
+
+    @app.get("/policy")
+    async def policy(hook: AsyncHookClientDep) -> int:
+        assert hook.retry_policy is retry
+        return hook.retry_policy.max_attempts
+
+    async with serving(app) as http:
+        assert (await http.get("/policy")).json() == 2
+
+
+async def test_a_missing_url_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    error = await start_failure(FastAPI(lifespan=hook_lifespan()))
+    assert isinstance(error, hookapi.InvalidInputError)
+    assert str(error) == "The environment variable HOOKAPI_URL is not set."
+
+
+async def test_the_dependency_without_the_lifespan_says_what_is_missing() -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    async def root(hook: AsyncHookClientDep) -> None:
+        raise AssertionError("never reached")
+
+    async with serving(app) as http:
+        with pytest.raises(RuntimeError, match=r"create the app with lifespan=hook_lifespan\(\)"):
+            await http.get("/")
+
+
+async def test_the_callers_empty_text_is_422_not_502(emulator: Emulator, hook: Hook) -> None:
+    async with serving(make_app(emulator, hook)) as http:
+        answer = await http.post("/notify", params={"text": " "})
+    assert answer.status_code == 422
+    assert answer.json() == {
+        "detail": "The message must not be empty or only whitespace. The message was not sent.",
+        "error": "InvalidInputError",
+        "delivery": "not_sent",
+    }
+
+
+async def test_a_refused_hook_is_a_bad_gateway_without_the_secret(
+    emulator: Emulator, hook: Hook
+) -> None:
+    wrong = "f" * 64
+    url = f"{hook.base_url}/{hook.id}/{wrong}"
+    async with serving(make_app(emulator, hook, url=url)) as http:
+        answer = await http.post("/notify", params={"text": "hi"})
+    assert answer.status_code == 502
+    assert answer.json()["error"] == "AuthenticationError"
+    assert wrong not in answer.text
+    assert hook.secret not in answer.text
+
+
+async def test_the_services_quota_answer_is_429_with_retry_after(
+    emulator: Emulator, hook: Hook
+) -> None:
+    emulator.fail_next(429, retry_after=7.2)
+    async with serving(make_app(emulator, hook)) as http:
+        answer = await http.post("/notify", params={"text": "hi"})
+    assert answer.status_code == 429
+    assert answer.headers["Retry-After"] == "8"
+    assert answer.json()["delivery"] == "rejected"
+
+
+def _status_error(cls: type[hookapi.APIStatusError], status: int, **extra: Any) -> Exception:
+    return cls("refused", url=URL, status_code=status, **extra)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "retry_after"),
+    [
+        (hookapi.InvalidInputError("bad"), 422, None),
+        (_status_error(hookapi.RateLimitError, 429, retry_after=2.1), 429, "3"),
+        (_status_error(hookapi.RateLimitError, 429), 429, str(DEFAULT_RETRY_AFTER)),
+        (_status_error(hookapi.ServiceUnavailableError, 503, retry_after=30), 503, "30"),
+        (_status_error(hookapi.ServiceUnavailableError, 503), 503, None),
+        (hookapi.APITimeoutError("slow", url=URL), 504, None),
+        (hookapi.APIConnectionError("unreachable", url=URL), 502, None),
+        (_status_error(hookapi.AuthenticationError, 401), 502, None),
+        (_status_error(hookapi.InternalServerError, 500), 502, None),
+        (_status_error(hookapi.APIStatusError, 418), 502, None),
+        (hookapi.ClientClosedError("closed"), 503, None),
+        (hookapi.HookAPIError("other"), 500, None),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # no I/O: one backend is enough
+async def test_each_error_has_its_status(
+    error: hookapi.HookAPIError, status: int, retry_after: str | None
+) -> None:
+    response = error_response(error)
+    assert response.status_code == status
+    assert response.headers.get("Retry-After") == retry_after
+    assert bytes(response.body).startswith(b'{"detail":"')
