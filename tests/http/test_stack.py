@@ -22,7 +22,7 @@ import anyio
 import httpx
 import pytest
 import trio
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import ByteStream, SocketAttribute
 
 import hookapi
 from hookapi import (
@@ -79,7 +79,7 @@ class Server:
             b"Content-Length: %d\r\n\r\n%b" % (self.status, extra, len(body), body)
         )
 
-    async def handle(self, stream: SocketStream) -> None:
+    async def handle(self, stream: ByteStream) -> None:
         self.connections += 1
         buffer = b""
         try:
