@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import select
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -637,17 +638,32 @@ async def open_connection(
     loop = asyncio.get_running_loop()
     connection = H1Connection(origin, loop)
     deadline = asyncio.timeout(connect_timeout)
+    server_hostname = host if ssl_context is not None else None
     try:
         async with deadline:
-            await loop.create_connection(
-                lambda: connection,
-                host,
-                port,
-                ssl=ssl_context,
-                server_hostname=host if ssl_context is not None else None,
-                happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
-                interleave=1,
-            )
+            addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            if len(addresses) == 1:
+                # One address: nothing to race (and no race whose cancellation could leak a
+                # socket, as asyncio's does on Python 3.11).
+                family, _, _, _, address = addresses[0]
+                await loop.create_connection(
+                    lambda: connection,
+                    str(address[0]),
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=server_hostname,
+                    family=family,
+                )
+            else:
+                await loop.create_connection(
+                    lambda: connection,
+                    host,
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=server_hostname,
+                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+                    interleave=1,
+                )
     except UnicodeError:
         # A name the resolver cannot encode (a label over 63 characters): nothing was sent.
         raise httpx.ConnectError(f"Could not resolve {host!r}: not a valid host name.") from None

@@ -302,15 +302,15 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             WrongEventLoopError: The pool first ran on another event loop.
             httpx.TransportError: The request failed (``UnsupportedProtocol`` once closed).
         """
-        if self._closed:
-            raise httpx.UnsupportedProtocol("The connection pool is closed.")
-        if request.url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol("Only http:// and https:// URLs are supported.")
         if self._asyncio is None:
             self._loop = current_loop()
             self._asyncio = LLHTTP and _on_asyncio()
         elif (text := loop_mismatch("connection pool", self._loop)) is not None:
             raise WrongEventLoopError(text)
+        if self._closed:
+            raise httpx.UnsupportedProtocol("The connection pool is closed.")
+        if request.url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol("Only http:// and https:// URLs are supported.")
         if self._asyncio and not _httpcore_patched():
             return await self._send_h1(request)
         return await self._send_httpcore(request)
