@@ -36,7 +36,7 @@ def _sockets() -> int:
     return count
 
 
-async def _run(url: str, hooks: int, shared: bool, timeout: float) -> dict[str, object]:
+async def _run(url: str, hooks: int, shared: bool, seconds: float) -> dict[str, object]:
     import hookapi  # noqa: PLC0415
 
     # One client made first, so that lazy imports and caches do not count as per-client memory.
@@ -50,7 +50,7 @@ async def _run(url: str, hooks: int, shared: bool, timeout: float) -> dict[str, 
             secret=SECRET,
             base_url=f"{url}/hooks",
             transport=pool,
-            timeout=timeout,
+            timeout=seconds,
             retry=hookapi.RetryPolicy.disabled(),
         )
         for n in range(hooks)
@@ -118,7 +118,7 @@ def main() -> None:
         return
     import resource  # noqa: PLC0415
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the runs below
     with contextlib.ExitStack() as stack:
         url = args.url
