@@ -458,16 +458,19 @@ class H1Connection(asyncio.Protocol):
         self._reset_answer(httptools.HttpResponseParser(self), head_only=request.method == "HEAD")
         self._complete = False
         self._active = True
-        # The first _write of each branch below is where the request's first byte leaves.
+        stream: httpx.AsyncByteStream | None = None
         if body is not None:
             if chunked:
                 body = b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
-            await self._write(head + body, write_timeout)
+            first = head + body
+        else:
+            if not isinstance(request.stream, httpx.AsyncByteStream):
+                raise httpx.LocalProtocolError("The request body is not an async stream.")
+            stream, first = request.stream, head
+        # The one place where the request's first byte leaves: nothing was sent before it.
+        await self._write(first, write_timeout)
+        if stream is None:
             return
-        stream = request.stream
-        if not isinstance(stream, httpx.AsyncByteStream):
-            raise httpx.LocalProtocolError("The request body is not an async stream.")
-        await self._write(head, write_timeout)
         sent = 0
         async for chunk in stream:
             sent += len(chunk)
