@@ -184,13 +184,11 @@ class H1Connection(asyncio.Protocol):
         self._keep_alive = False
         self._active = False  # a request is out and its answer not yet complete
         self._complete = True  # the last answer was read to its end (by llhttp)
-        self._reset_answer(None, head_only=False)
+        self._parser: httptools.HttpResponseParser | None = None  # made for the first request
+        self._reset_answer(head_only=False)
 
-    def _reset_answer(
-        self, parser: httptools.HttpResponseParser | None, *, head_only: bool
-    ) -> None:
-        """Forget the last answer; ``parser`` reads the next one."""
-        self._parser = parser
+    def _reset_answer(self, *, head_only: bool) -> None:
+        """Forget the last answer (llhttp itself is ready for the next once one completes)."""
         self._head_only = head_only
         self._error: Exception | None = None  # the answer is broken: raised to its reader
         self._body = bytearray()  # body bytes parsed and not yet handed out
@@ -455,7 +453,9 @@ class H1Connection(asyncio.Protocol):
     async def _send(self, request: httpx.Request, write_timeout: float | None) -> None:
         head, declared, chunked, body = _request_head(request)
         # From here on, whatever arrives is this request's answer.
-        self._reset_answer(httptools.HttpResponseParser(self), head_only=request.method == "HEAD")
+        if self._parser is None:
+            self._parser = httptools.HttpResponseParser(self)
+        self._reset_answer(head_only=request.method == "HEAD")
         self._complete = False
         self._active = True
         stream: httpx.AsyncByteStream | None = None
