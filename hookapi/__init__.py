@@ -7,6 +7,8 @@ of every log, error and repr.
 
 from __future__ import annotations
 
+import typing as _typing
+
 from ._client import AsyncHookClient, ClientOptions, PostResult
 from ._exceptions import (
     APIConnectionError,
@@ -25,12 +27,16 @@ from ._exceptions import (
     RateLimitError,
     ServerError,
     ServiceUnavailableError,
+    WrongEventLoopError,
 )
 from ._quota import RateLimit
 from ._retry import RetryPolicy
 from ._secrets import Secret
 from ._sync import HookClient
 from ._version import __version__
+
+if _typing.TYPE_CHECKING:
+    from ._http import ConnectionPool
 
 __all__ = [
     "APIConnectionError",
@@ -42,6 +48,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ClientOptions",
+    "ConnectionPool",
     "Delivery",
     "HookAPIError",
     "HookClient",
@@ -56,5 +63,15 @@ __all__ = [
     "Secret",
     "ServerError",
     "ServiceUnavailableError",
+    "WrongEventLoopError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The pool (and httpcore, which pulls in trio when installed) loads on first use only.
+    if name == "ConnectionPool":
+        from ._http import ConnectionPool  # noqa: PLC0415
+
+        return ConnectionPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

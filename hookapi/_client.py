@@ -25,6 +25,7 @@ from ._exceptions import (
     HookAPIError,
     InvalidInputError,
     RateLimitError,
+    WrongEventLoopError,
     builds,
     status_error_class,
 )
@@ -33,12 +34,16 @@ from ._http import (
     RATE_LIMIT_EXTENSION,
     SENDING_EXTENSION,
     RateLimitTransport,
+    current_loop,
     delivery_of,
+    environment_proxy,
+    loop_mismatch,
+    proxy_transport,
 )
 from ._quota import Pacer, QuotaWaitTooLong, RateLimit, parse_retry_after
 from ._retry import RetryPolicy, call_with_retries
 from ._secrets import PLACEHOLDER, Secret, check_token
-from ._validate import check_base_url, check_timeout, encode_message
+from ._validate import check_base_url, check_proxy, check_timeout, encode_message
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -85,6 +90,8 @@ class ClientOptions(TypedDict, total=False):
     allow_insecure_http: bool
     max_connections: int
     user_agent: str | None
+    proxy: str | httpx.URL | None
+    trust_env: bool
 
 
 class AsyncHookClient:
@@ -102,8 +109,12 @@ class AsyncHookClient:
         retry: The :class:`RetryPolicy`; default ``RetryPolicy()``.
         transport: The inner ``httpx.AsyncBaseTransport`` doing the I/O (default: hookapi's
             keep-alive HTTP/1.1 pool, its own connections on asyncio and httpcore's on
-            trio, closed with the client). An injected one
-            belongs to its owner and is not closed.
+            trio, closed with the client). An injected one (a :class:`ConnectionPool`
+            shared by many clients, for one) belongs to its owner and is not closed.
+        proxy: An ``http://`` or ``https://`` proxy to send through (a CONNECT tunnel for
+            https); default: the environment's when ``trust_env``.
+        trust_env: Honour ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``
+            (as httpx does) when neither ``proxy`` nor ``transport`` is given.
         allow_insecure_http: Allow plain ``http://`` to a host that is not loopback.
         max_connections: Connections the default transport may open.
         user_agent: Sent as ``User-Agent``; default ``hookapi/<version>``.
@@ -129,8 +140,9 @@ class AsyncHookClient:
         allow_insecure_http: bool = False,
         max_connections: int = 32,
         user_agent: str | None = None,
+        proxy: str | httpx.URL | None = None,
+        trust_env: bool = True,
     ) -> None:
-
         try:
             self._hook_id = check_token(hook_id, what="hook_id", show=True)
             self._secret = secret if isinstance(secret, Secret) else Secret(secret)
@@ -149,8 +161,13 @@ class AsyncHookClient:
             raise InvalidInputError(
                 f"transport must be an httpx.AsyncBaseTransport, not {type(transport).__name__}."
             )
-        path = f"{self._base_url.path.rstrip('/')}/{self._hook_id}/{{}}/message"
-        self._url = self._base_url.copy_with(path=path.format(PLACEHOLDER))
+        if proxy is not None and transport is not None:
+            raise InvalidInputError("Pass proxy or transport, not both: a transport has its own.")
+        proxy_url = None if proxy is None else check_proxy(proxy)
+        # The base path as given: "%2F", "%25" and "%3F" stay encoded.
+        raw_base = self._base_url.raw_path.decode("ascii").rstrip("/")
+        path = f"{raw_base}/{self._hook_id}/{{}}/message"
+        self._url = self._base_url.copy_with(raw_path=path.format(PLACEHOLDER).encode("ascii"))
         self._url_text = str(self._url)
         own = transport is None
         if transport is None:
@@ -160,15 +177,23 @@ class AsyncHookClient:
 
             # Made here, outside any event loop: loading the CA roots is blocking file I/O.
             https = self._base_url.scheme == "https"
-            transport = ConnectionPool(
-                max_connections=max_connections,
-                ssl_context=httpx.create_ssl_context() if https else None,
-            )
+            context = httpx.create_ssl_context() if https else None
+            if proxy_url is None and trust_env:
+                from_env = environment_proxy(self._base_url)
+                proxy_url = None if from_env is None else check_proxy(from_env)
+            if proxy_url is not None:
+                transport = proxy_transport(
+                    proxy_url, ssl_context=context, max_connections=max_connections
+                )
+            else:
+                transport = ConnectionPool(max_connections=max_connections, ssl_context=context)
         self._pacer = Pacer(label=self._url_text)
         self._transport = RateLimitTransport(
             transport,
             pacer=self._pacer,
-            real_url=self._base_url.copy_with(path=path.format(self._secret.reveal())),
+            real_url=self._base_url.copy_with(
+                raw_path=path.format(self._secret.reveal()).encode("ascii")
+            ),
             own_inner=own,
         )
         # Every header but Content-Length, as raw pairs: building each request from them skips
@@ -179,11 +204,14 @@ class AsyncHookClient:
         self._header_pairs: list[tuple[bytes, bytes]] = [
             (b"Host", self._url.netloc),
             (b"Accept", b"*/*"),
+            # Nothing compressed: an error body (from a proxy, say) must reach the error as JSON.
+            (b"Accept-Encoding", b"identity"),
             (b"Content-Type", b"application/json"),
             (b"User-Agent", agent.encode("ascii")),
         ]
         self._rate_limit: RateLimit | None = None
         self._closed = False
+        self._loop: object | None = None  # the event loop of the first post
 
     @classmethod
     @builds
@@ -206,18 +234,18 @@ class AsyncHookClient:
             )
         try:
             parsed = httpx.URL(url)
-        except httpx.InvalidURL:
+        except (httpx.InvalidURL, UnicodeError):
             raise InvalidInputError("The hook URL is not a valid URL.") from None
         if parsed.query or parsed.fragment:
             raise InvalidInputError("The hook URL must not have a query or a fragment.")
-        segments = parsed.path.rstrip("/").split("/")
+        segments = parsed.raw_path.decode("ascii").rstrip("/").split("/")
         if segments and segments[-1] == "message":
             segments.pop()
         if len(segments) < 3 or not segments[-1] or not segments[-2]:
             raise InvalidInputError(
                 "The hook URL must look like https://host/path/{hook_id}/{secret}[/message]."
             )
-        base = parsed.copy_with(path="/".join(segments[:-2]) or "/")
+        base = parsed.copy_with(raw_path=("/".join(segments[:-2]) or "/").encode("ascii"))
         return cls(hook_id=segments[-2], secret=segments[-1], base_url=base, **options)
 
     @classmethod
@@ -317,6 +345,10 @@ class AsyncHookClient:
         """
         if self._closed:
             raise ClientClosedError("This AsyncHookClient is closed; create a new one.")
+        if self._loop is None:
+            self._loop = current_loop()
+        elif (mismatch := loop_mismatch("AsyncHookClient", self._loop)) is not None:
+            raise WrongEventLoopError(mismatch)
         body = encode_message(text)
         attempt_timeout = self._timeout if timeout is None else check_timeout("timeout", timeout)
         total = self._retry.deadline if deadline is None else check_timeout("deadline", deadline)

@@ -5,6 +5,7 @@ Every error the SDK raises derives from :class:`HookAPIError`::
     HookAPIError
     ├── InvalidInputError            bad input, refused before any request (also a ValueError)
     ├── ClientClosedError            the client was used after aclose() (also a RuntimeError)
+    ├── WrongEventLoopError          the client was used on another event loop (a RuntimeError)
     └── APIError                     something went wrong talking to the service
         ├── APIConnectionError       no answer: not sent, or sent and the answer was lost
         │   └── APITimeoutError
@@ -49,6 +50,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "ServiceUnavailableError",
+    "WrongEventLoopError",
     "builds",
     "status_error_class",
 ]
@@ -124,6 +126,14 @@ class InvalidInputError(HookAPIError, ValueError):
 
 class ClientClosedError(HookAPIError, RuntimeError):
     """The client was used after :meth:`~hookapi.AsyncHookClient.aclose`."""
+
+
+class WrongEventLoopError(HookAPIError, RuntimeError):
+    """A client (or a shared pool) was used on another event loop than the one it first ran on.
+
+    Its connections and locks belong to that first loop; nothing was sent. Create the client
+    inside the loop that uses it, or make one per loop.
+    """
 
 
 class APIError(HookAPIError):

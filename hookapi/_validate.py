@@ -14,7 +14,14 @@ import httpx
 
 from ._exceptions import InvalidInputError
 
-__all__ = ["InsecureURLError", "check_base_url", "check_timeout", "encode_message", "is_loopback"]
+__all__ = [
+    "InsecureURLError",
+    "check_base_url",
+    "check_proxy",
+    "check_timeout",
+    "encode_message",
+    "is_loopback",
+]
 
 
 class InsecureURLError(InvalidInputError):
@@ -42,19 +49,37 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _check_host(url: httpx.URL) -> str:
+    """The URL's host as text; raise if no resolver could look it up (IDNA rules, RFC 1035)."""
+    try:
+        host = url.host  # decodes "xn--" labels, which fail here if they are not valid IDNA
+    except UnicodeError:
+        raise InvalidInputError("base_url's host is not a valid internationalised name.") from None
+    raw = url.raw_host
+    if b":" in raw or not raw:  # an IPv6 literal, or no host at all (refused below)
+        return host
+    labels = raw.rstrip(b".").split(b".")
+    if len(raw) > 253 or any(not 0 < len(label) <= 63 for label in labels):
+        raise InvalidInputError(
+            "base_url's host is not a valid DNS name (labels of 1 to 63 characters, 253 in all)."
+        )
+    return host
+
+
 def check_base_url(base_url: str | httpx.URL, *, allow_insecure_http: bool) -> httpx.URL:
     """Return ``base_url`` parsed, or raise if the secret would not be safe sent there."""
     try:
         url = httpx.URL(base_url)
-    except (TypeError, httpx.InvalidURL) as exc:
+    except (TypeError, httpx.InvalidURL, UnicodeError) as exc:
         raise InvalidInputError(f"base_url is not a valid URL ({exc}).") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    host = _check_host(url)
+    if url.scheme not in ("http", "https") or not host:
         raise InvalidInputError("base_url must be an absolute http:// or https:// URL.")
     if url.userinfo:
         raise InvalidInputError("base_url must not hold a user name or password.")
     if url.query or url.fragment:
         raise InvalidInputError("base_url must not have a query or a fragment.")
-    if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback(host):
         netloc = url.netloc.decode("ascii")
         raise InsecureURLError(
             f"base_url http://{netloc} is plain http to a host that is not loopback: "
@@ -62,6 +87,20 @@ def check_base_url(base_url: str | httpx.URL, *, allow_insecure_http: bool) -> h
             "allow_insecure_http=True if you really mean it.",
             netloc=netloc,
         )
+    return url
+
+
+def check_proxy(proxy: object) -> httpx.URL:
+    """Return ``proxy`` parsed, or raise (never quoting it: it may hold a password)."""
+    if not isinstance(proxy, str | httpx.URL):
+        raise InvalidInputError(f"proxy must be a str or httpx.URL, not {type(proxy).__name__}.")
+    try:
+        url = httpx.URL(proxy)
+        _check_host(url)
+    except (httpx.InvalidURL, InvalidInputError, UnicodeError):
+        raise InvalidInputError("proxy is not a valid URL.") from None
+    if url.scheme not in ("http", "https") or not url.raw_host:
+        raise InvalidInputError("proxy must be an http:// or https:// URL.")
     return url
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._loop import current_loop, loop_mismatch
+from ._proxy import environment_proxy, proxy_transport
 from ._transport import (
     DEADLINE_EXTENSION,
     RATE_LIMIT_EXTENSION,
@@ -17,22 +19,27 @@ from ._transport import (
 )
 
 if TYPE_CHECKING:
-    from ._pool import ConnectionPool
+    from ._pool import LLHTTP, ConnectionPool
 
 __all__ = [
     "DEADLINE_EXTENSION",
+    "LLHTTP",
     "RATE_LIMIT_EXTENSION",
     "SENDING_EXTENSION",
     "ConnectionPool",
     "RateLimitTransport",
+    "current_loop",
     "delivery_of",
+    "environment_proxy",
+    "loop_mismatch",
+    "proxy_transport",
 ]
 
 
 def __getattr__(name: str) -> object:
     # The pool is imported on first use: a client given its own transport never pays for it.
-    if name == "ConnectionPool":
-        from ._pool import ConnectionPool  # noqa: PLC0415
+    if name in ("ConnectionPool", "LLHTTP"):
+        from . import _pool  # noqa: PLC0415
 
-        return ConnectionPool
+        return getattr(_pool, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,10 @@
 """HTTP/1.1 keep-alive connections on asyncio protocols: the default pool's asyncio path.
 
-One request at a time per connection. The request leaves in one write; the answer is parsed
-from the protocol's own buffer, strictly and within fixed bounds, and its body is handed out
-as it arrives. No stream wrappers and no general state machine: a request costs a handful of
-calls, which is what lets the pool keep up with aiohttp on asyncio.
+One request at a time per connection. The request leaves in one write; the answer is parsed by
+llhttp (Node's HTTP parser, through ``httptools``) as its bytes arrive, inside bounds of ours
+that llhttp does not keep (head size, header count, bytes without progress), and its body is
+handed out as it arrives. What is ours here is the glue: the protocol callbacks, the waits and
+timeouts, flow control and the decision whether a connection may be reused.
 """
 
 from __future__ import annotations
@@ -11,40 +12,48 @@ from __future__ import annotations
 import asyncio
 import re
 import select
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final
 
+import httptools
 import httpx
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["H1Body", "H1Connection", "Origin", "open_connection"]
+__all__ = ["HAPPY_EYEBALLS_DELAY", "H1Body", "H1Connection", "Origin", "open_connection"]
 
 #: (scheme, host, port): a connection only serves requests to the origin it was opened to.
 Origin = tuple[bytes, bytes, int]
 
-MAX_HEAD: Final = 64 * 1024  # bytes in a response head, and in a chunked body's trailers
+MAX_HEAD: Final = 64 * 1024  # bytes in a response head; bytes fed without any progress
 MAX_FIELDS: Final = 100  # header lines in a response head, and trailer lines
 MAX_INTERIM: Final = 16  # 1xx answers before the final one
-MAX_CHUNK_LINE: Final = 4096  # a chunk-size line, extensions included
+MAX_LENGTH_DIGITS: Final = 18  # a Content-Length llhttp would take but no body can reach
 PIECE: Final = 64 * 1024  # the largest body piece handed out at once
-HIGH_WATER: Final = 256 * 1024  # unread bytes at which the socket stops being read
+HIGH_WATER: Final = 256 * 1024  # unread body bytes at which the socket stops being read
 LOW_WATER: Final = 64 * 1024  # ... and below which it is read again
+#: Seconds before the next address of a name is tried while the previous one still connects
+#: (RFC 8305 recommends 0.25 s).
+HAPPY_EYEBALLS_DELAY: Final = 0.25
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
-# Field values exclude control characters (CR and LF included), so no line can smuggle another.
-_TEXT = rb"[^\x00-\x08\x0a-\x1f\x7f]*"
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: (" + _TEXT + rb"))?")
-_FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _TEXT + rb")")
-_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;" + _TEXT + rb")?")
 _METHOD = re.compile(_TOKEN.decode("ascii"), re.ASCII)
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-# Where the parser is in the answer's body.
-_DONE, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _UNTIL_CLOSE = range(6)
+# llhttp takes any byte but CR and LF in a reason phrase; a control character there is refused.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 _NO_ANSWER = "Server disconnected without sending a response."
+_EARLY = "Server disconnected before the response body was complete."
+
+
+class _HeadOnly(Exception):
+    """Raised from a callback to stop llhttp after the head of an answer that has no body."""
+
+
+class _Stray(Exception):
+    """Raised from a callback when bytes follow a complete answer: the connection is spent."""
 
 
 def _expire(waiter: asyncio.Future[None], error: type[httpx.TimeoutException], text: str) -> None:
@@ -52,28 +61,6 @@ def _expire(waiter: asyncio.Future[None], error: type[httpx.TimeoutException], t
     # indistinguishable from the caller's own cancellation.
     if not waiter.done():
         waiter.set_exception(error(text))
-
-
-def parse_head(head: bytes) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-    """Split a response head (without its blank line) into status, version, reason, headers.
-
-    Raises:
-        httpx.RemoteProtocolError: Any deviation from the grammar, obs-fold included.
-    """
-    lines = head.split(b"\r\n")
-    if len(lines) > MAX_FIELDS + 1:
-        raise httpx.RemoteProtocolError("The response has too many header lines.")
-    status = _STATUS_LINE.fullmatch(lines[0])
-    if status is None:
-        raise httpx.RemoteProtocolError("The response's status line is malformed.")
-    headers = []
-    for line in lines[1:]:
-        field = _FIELD_LINE.fullmatch(line)
-        if field is None:
-            raise httpx.RemoteProtocolError("A response header line is malformed.")
-        headers.append((field[1], field[2].rstrip(b" \t")))
-    version = b"HTTP/1.1" if status[1] == b"1" else b"HTTP/1.0"
-    return int(status[2]), version, status[3] or b"", headers
 
 
 def _request_head(request: httpx.Request) -> tuple[bytes, int, bool, bytes | None]:
@@ -138,23 +125,41 @@ def _request_head(request: httpx.Request) -> tuple[bytes, int, bool, bytes | Non
 class H1Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: the socket's protocol, and the request/answer cycle on it.
 
+    The protocol is also the llhttp parser's callback object: ``on_*`` methods are called by
+    ``httptools`` from inside :meth:`data_received`.
+
     Args:
         origin: What it is opened to.
         loop: The running loop, for futures and timers.
     """
 
     __slots__ = (
-        "_body_left",
-        "_buffer",
+        "_active",
+        "_body",
+        "_complete",
         "_drain",
         "_eof",
         "_error",
+        "_framed",
+        "_head_bytes",
+        "_head_done",
+        "_head_only",
+        "_headers",
+        "_interim",
         "_keep_alive",
         "_loop",
-        "_mode",
+        "_lost",
+        "_parser",
         "_poll",
+        "_progress",
         "_read_timeout",
         "_reading_paused",
+        "_reason",
+        "_received",
+        "_stalled",
+        "_stray",
+        "_te_seen",
+        "_trailers",
         "_transport",
         "_waiter",
         "_writing_paused",
@@ -168,17 +173,39 @@ class H1Connection(asyncio.Protocol):
         self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._poll: Callable[[], bool] | None = None
-        self._buffer = bytearray()
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._read_timeout: float | None = None
         self._writing_paused = False
         self._reading_paused = False
         self._eof = False  # nothing more will arrive
-        self._error: Exception | None = None  # why the connection broke, if it did not end
-        self._mode = _DONE
-        self._body_left = 0
+        self._lost: Exception | None = None  # why the socket broke, if it did not just end
+        self._stray = False  # bytes came that no request asked for
         self._keep_alive = False
+        self._active = False  # a request is out and its answer not yet complete
+        self._complete = True  # the last answer was read to its end (by llhttp)
+        self._parser: httptools.HttpResponseParser | None = None  # made for the first request
+        self._reset_answer(head_only=False)
+
+    def _reset_answer(self, *, head_only: bool) -> None:
+        """Forget the last answer (llhttp itself is ready for the next once one completes)."""
+        self._head_only = head_only
+        self._error: Exception | None = None  # the answer is broken: raised to its reader
+        self._body = bytearray()  # body bytes parsed and not yet handed out
+        self._received = 0
+        self._interim = 0
+        self._stalled = 0  # bytes fed since a callback last showed progress
+        self._progress = False
+        self._new_head()
+
+    def _new_head(self) -> None:
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._reason = b""
+        self._head_bytes = 0
+        self._head_done = False
+        self._framed = False  # a Content-Length or Transfer-Encoding says where the body ends
+        self._te_seen = False
+        self._trailers = 0
 
     # asyncio.Protocol callbacks
 
@@ -194,21 +221,56 @@ class H1Connection(asyncio.Protocol):
             self._poll = lambda: bool(poller.poll(0))
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if len(self._buffer) > HIGH_WATER and not self._reading_paused:
+        parser = self._parser
+        if not self._active or parser is None or self._error is not None:
+            # Unasked for (or after a broken answer): never parsed, and never reused.
+            self._stray = True
+            self._wake()
+            return
+        self._received += len(data)
+        self._progress = False
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            self._callback_failed(exc.__context__)
+        except httptools.HttpParserError as exc:
+            self._parse_failed(f"The response is malformed ({exc}).")
+        else:
+            if self._progress:
+                self._stalled = 0
+            else:
+                self._stalled += len(data)
+                if self._stalled > MAX_HEAD:
+                    self._parse_failed("The response sent too much without a complete field.")
+        if len(self._body) > HIGH_WATER and not self._reading_paused:
             self._reading_paused = True
             self._transport.pause_reading()  # type: ignore[union-attr]
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake()
+
+    def _callback_failed(self, reason: BaseException | None) -> None:
+        if isinstance(reason, _HeadOnly):
+            self._answer_complete(keep_alive=False)  # llhttp cannot be told: not reusable
+        elif isinstance(reason, _Stray):
+            self._stray = True
+        elif isinstance(reason, httpx.RemoteProtocolError):
+            self._parse_failed(str(reason))
+        else:  # pragma: no cover  (every callback raises one of the above)
+            self._parse_failed(f"The response could not be parsed ({reason!r}).")
+
+    def _parse_failed(self, text: str) -> None:
+        if self._complete:
+            self._stray = True  # after a complete answer: the answer stands, the socket is spent
+            return
+        self._error = httpx.RemoteProtocolError(text)
+        self._keep_alive = False
 
     def eof_received(self) -> bool:
         self._ended()
         return False  # the transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None and self._error is None and not self._eof:
-            self._error = exc
+        if exc is not None and self._lost is None and not self._eof:
+            self._lost = exc
         self._ended()
         drain = self._drain
         if drain is not None and not drain.done():
@@ -225,9 +287,103 @@ class H1Connection(asyncio.Protocol):
 
     def _ended(self) -> None:
         self._eof = True
+        if (
+            self._active
+            and self._head_done
+            and not self._framed
+            and self._lost is None
+            and self._error is None
+        ):
+            self._answer_complete(keep_alive=False)  # a body without length ends with the close
+        self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    # llhttp callbacks (through httptools), called from inside data_received
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            raise _Stray
+        self._new_head()
+
+    def on_status(self, reason: bytes) -> None:
+        self._head_bytes += len(reason)
+        if _CONTROL.search(reason):
+            raise httpx.RemoteProtocolError("The response's reason phrase holds a control byte.")
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress = True
+        if self._head_done:  # a trailer: bounded, then dropped
+            self._trailers += 1
+            self._head_bytes += len(name) + len(value) + 4
+            if self._trailers > MAX_FIELDS or self._head_bytes > MAX_HEAD:
+                raise httpx.RemoteProtocolError("The response's trailers are too large.")
+            return
+        self._head_bytes += len(name) + len(value) + 4
+        headers = self._headers
+        headers.append((name, value.rstrip(b" \t")))  # llhttp keeps trailing whitespace
+        if len(headers) > MAX_FIELDS or self._head_bytes > MAX_HEAD:
+            raise httpx.RemoteProtocolError("The response head is too large.")
+        lower = name.lower()
+        if lower == b"content-length":
+            self._framed = True
+            if len(value) > MAX_LENGTH_DIGITS:
+                raise httpx.RemoteProtocolError("The response's Content-Length is too large.")
+        elif lower == b"transfer-encoding":
+            self._framed = True
+            if self._te_seen or value.lower() != b"chunked":
+                raise httpx.RemoteProtocolError("The response's Transfer-Encoding is unsupported.")
+            self._te_seen = True
+
+    def on_headers_complete(self) -> None:
+        # llhttp resets its flags once the message completes: read them now.
+        self._progress = True
+        parser = self._parser
+        assert parser is not None
+        if parser.get_http_version() not in ("1.1", "1.0"):
+            raise httpx.RemoteProtocolError("The response is not HTTP/1.0 or HTTP/1.1.")
+        status = parser.get_status_code()
+        if status < 100:
+            raise httpx.RemoteProtocolError("The response's status code is out of range.")
+        if status == 101:
+            raise httpx.RemoteProtocolError("The server switched protocols unasked.")
+        if status < 200:
+            self._interim += 1
+            if self._interim > MAX_INTERIM:
+                raise httpx.RemoteProtocolError("The server sent too many interim (1xx) responses.")
+            return
+        self._head_done = True
+        self._keep_alive = parser.should_keep_alive()
+        if status in (204, 304):
+            self._framed = True  # no body, whatever the headers say
+        if self._head_only:
+            self._framed = True
+            raise _HeadOnly
+
+    def on_body(self, body: bytes) -> None:
+        self._progress = True
+        self._body += body
+
+    def on_chunk_header(self) -> None:
+        self._progress = True
+
+    def on_chunk_complete(self) -> None:
+        self._progress = True
+
+    def on_message_complete(self) -> None:
+        self._progress = True
+        if self._head_done:
+            self._answer_complete(keep_alive=self._keep_alive)
+        # an interim answer: llhttp goes on to the next message
+
+    def _answer_complete(self, *, keep_alive: bool) -> None:
+        self._complete = True
+        self._active = False
+        self._keep_alive = keep_alive
 
     # State the pool asks about
 
@@ -238,10 +394,12 @@ class H1Connection(asyncio.Protocol):
         and the server must not have closed it, even if the loop has not noticed yet.
         """
         return (
-            self._mode == _DONE
+            self._complete
+            and not self._active
             and self._keep_alive
             and not self._eof
-            and not self._buffer
+            and not self._stray
+            and not self._body
             and self.expires_at > self._loop.time()
             and not (self._poll is not None and self._poll())
         )
@@ -250,6 +408,7 @@ class H1Connection(asyncio.Protocol):
         """Close the connection at once; whatever it was doing is abandoned."""
         self._keep_alive = False
         self._eof = True
+        self._active = False
         transport = self._transport
         if transport is not None:
             transport.abort()
@@ -275,28 +434,43 @@ class H1Connection(asyncio.Protocol):
         self.expires_at = float("inf")  # a slow answer does not age the connection
         try:
             await self._send(request, timeouts.get("write"))
-            status, version, reason, headers = await self._read_head(request.method == "HEAD")
+            await self._read_head()
         except BaseException:
             self.close()
             raise
+        parser = self._parser
+        assert parser is not None
         return httpx.Response(
-            status_code=status,
-            headers=headers,
+            status_code=parser.get_status_code(),
+            headers=self._headers,
             stream=H1Body(self, self._complete_body(), on_close),
-            extensions={"http_version": version, "reason_phrase": reason},
+            extensions={
+                "http_version": b"HTTP/" + parser.get_http_version().encode("ascii"),
+                "reason_phrase": self._reason,
+            },
         )
 
     async def _send(self, request: httpx.Request, write_timeout: float | None) -> None:
         head, declared, chunked, body = _request_head(request)
+        # From here on, whatever arrives is this request's answer.
+        if self._parser is None:
+            self._parser = httptools.HttpResponseParser(self)
+        self._reset_answer(head_only=request.method == "HEAD")
+        self._complete = False
+        self._active = True
+        stream: httpx.AsyncByteStream | None = None
         if body is not None:
             if chunked:
                 body = b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
-            await self._write(head + body, write_timeout)
+            first = head + body
+        else:
+            if not isinstance(request.stream, httpx.AsyncByteStream):
+                raise httpx.LocalProtocolError("The request body is not an async stream.")
+            stream, first = request.stream, head
+        # The one place where the request's first byte leaves: nothing was sent before it.
+        await self._write(first, write_timeout)
+        if stream is None:
             return
-        stream = request.stream
-        if not isinstance(stream, httpx.AsyncByteStream):
-            raise httpx.LocalProtocolError("The request body is not an async stream.")
-        await self._write(head, write_timeout)
         sent = 0
         async for chunk in stream:
             sent += len(chunk)
@@ -344,10 +518,12 @@ class H1Connection(asyncio.Protocol):
     # The answer
 
     async def _more(self, message: str) -> None:
-        """Wait, at most the read timeout, for more bytes; fail if none can come."""
+        """Raise what broke the answer, or wait (at most the read timeout) for more bytes."""
+        if self._error is not None:
+            raise self._error
         if self._eof:
-            if self._error is not None:
-                raise httpx.ReadError(f"The connection broke: {self._error}")
+            if self._lost is not None:
+                raise httpx.ReadError(f"The connection broke: {self._lost}")
             raise httpx.RemoteProtocolError(message)
         if self._reading_paused:
             self._resume_reading()
@@ -362,88 +538,25 @@ class H1Connection(asyncio.Protocol):
         self._reading_paused = False
         self._transport.resume_reading()  # type: ignore[union-attr]
 
-    async def _read_head(self, head_request: bool) -> tuple[int, bytes, bytes, list[Any]]:
-        buffer = self._buffer
-        for _ in range(MAX_INTERIM + 1):
-            start = 0
-            while (end := buffer.find(b"\r\n\r\n", start)) < 0:
-                if len(buffer) > MAX_HEAD:
-                    raise httpx.RemoteProtocolError("The response head is too large.")
-                start = max(len(buffer) - 3, 0)
-                await self._more(
-                    "Server disconnected in the middle of the response head."
-                    if buffer
-                    else _NO_ANSWER
-                )
-            if end > MAX_HEAD:
-                raise httpx.RemoteProtocolError("The response head is too large.")
-            status, version, reason, headers = parse_head(bytes(buffer[:end]))
-            del buffer[: end + 4]
-            if status >= 200:
-                self._frame(status, version, headers, head_request)
-                return status, version, reason, headers
-            if status == 101:
-                raise httpx.RemoteProtocolError("The server switched protocols unasked.")
-        raise httpx.RemoteProtocolError("The server sent too many interim (1xx) responses.")
-
-    def _frame(
-        self, status: int, version: bytes, headers: list[tuple[bytes, bytes]], head_request: bool
-    ) -> None:
-        """Learn from the headers how the body is delimited and whether the connection stays."""
-        length = -1
-        chunked = close = keep = False
-        for name, value in headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                if not value.isdigit() or len(value) > 18:
-                    raise httpx.RemoteProtocolError("The response's Content-Length is malformed.")
-                if 0 <= length != int(value):
-                    raise httpx.RemoteProtocolError("The response has conflicting Content-Lengths.")
-                length = int(value)
-            elif lower == b"transfer-encoding":
-                if chunked or value.lower() != b"chunked":
-                    raise httpx.RemoteProtocolError(
-                        "The response's Transfer-Encoding is unsupported."
-                    )
-                chunked = True
-            elif lower == b"connection":
-                tokens = {token.strip(b" \t") for token in value.lower().split(b",")}
-                close = close or b"close" in tokens
-                keep = keep or b"keep-alive" in tokens
-        self._keep_alive = not close and (keep or version == b"HTTP/1.1")
-        if head_request or status in (204, 304):
-            self._mode = _DONE
-        elif chunked:
-            self._mode = _CHUNK_SIZE
-            if length >= 0:
-                self._keep_alive = False  # both framings at once: trust neither for the next
-        elif length >= 0:
-            self._mode = _LENGTH if length else _DONE
-            self._body_left = length
-        else:
-            self._mode = _UNTIL_CLOSE
-            self._keep_alive = False
+    async def _read_head(self) -> None:
+        while not self._head_done:
+            await self._more(
+                "Server disconnected in the middle of the response head."
+                if self._received
+                else _NO_ANSWER
+            )
 
     def _complete_body(self) -> bytes | None:
         """The whole body, if it is already here (the usual small answer); else None."""
-        if self._mode == _DONE:
-            return b""
-        buffer = self._buffer
-        left = self._body_left
-        if self._mode != _LENGTH or len(buffer) < left:
+        if not self._complete or self._error is not None:
             return None
-        self._mode = _DONE
-        if len(buffer) == left:
-            body = bytes(buffer)
-            buffer.clear()
-        else:
-            body = bytes(buffer[:left])
-            del buffer[:left]
+        body = bytes(self._body)
+        self._body.clear()
         return body
 
-    def _take(self, most: int) -> bytes:
-        buffer = self._buffer
-        size = min(most, len(buffer), PIECE)
+    def _take(self) -> bytes:
+        buffer = self._body
+        size = min(len(buffer), PIECE)
         piece = bytes(buffer[:size])
         del buffer[:size]
         if self._reading_paused and len(buffer) < LOW_WATER:
@@ -457,78 +570,15 @@ class H1Connection(asyncio.Protocol):
             httpx.TransportError: A broken body; the connection is closed (so on cancellation).
         """
         try:
-            return await self._read_body()
+            while True:
+                if self._body:
+                    return self._take()
+                if self._complete:
+                    return b""
+                await self._more(_EARLY)
         except BaseException:
             self.close()
             raise
-
-    async def _read_body(self) -> bytes:
-        buffer = self._buffer
-        early = "Server disconnected before the response body was complete."
-        while True:
-            mode = self._mode
-            if mode == _DONE:
-                return b""
-            if mode in (_LENGTH, _CHUNK_DATA):
-                if not buffer:
-                    await self._more(early)
-                    continue
-                piece = self._take(self._body_left)
-                self._body_left -= len(piece)
-                if not self._body_left:
-                    self._mode = _DONE if mode == _LENGTH else _CHUNK_END
-                return piece
-            if mode == _UNTIL_CLOSE:
-                if buffer:
-                    return self._take(len(buffer))
-                if self._eof and self._error is None:
-                    self._mode = _DONE
-                    return b""
-                await self._more(early)
-            elif mode == _CHUNK_END:
-                if len(buffer) < 2:
-                    await self._more(early)
-                    continue
-                if buffer[:2] != b"\r\n":
-                    raise httpx.RemoteProtocolError("A response body chunk is malformed.")
-                del buffer[:2]
-                self._mode = _CHUNK_SIZE
-            else:
-                eol = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE)
-                if eol < 0:
-                    if len(buffer) >= MAX_CHUNK_LINE:
-                        raise httpx.RemoteProtocolError("A response chunk-size line is too long.")
-                    await self._more(early)
-                    continue
-                size = _CHUNK_LINE.fullmatch(buffer, 0, eol)
-                if size is None:
-                    raise httpx.RemoteProtocolError("A response chunk-size line is malformed.")
-                self._body_left = int(size[1], 16)  # before the del: the match views buffer
-                del buffer[: eol + 2]
-                if not self._body_left:
-                    await self._skip_trailers(early)
-                    self._mode = _DONE
-                    return b""
-                self._mode = _CHUNK_DATA
-
-    async def _skip_trailers(self, early: str) -> None:
-        buffer = self._buffer
-        seen = 0
-        for _ in range(MAX_FIELDS + 1):
-            while (eol := buffer.find(b"\r\n")) < 0:
-                if seen + len(buffer) > MAX_HEAD:
-                    raise httpx.RemoteProtocolError("The response's trailers are too large.")
-                await self._more(early)
-            if not eol:
-                del buffer[:2]
-                return
-            seen += eol + 2
-            if seen > MAX_HEAD:
-                raise httpx.RemoteProtocolError("The response's trailers are too large.")
-            if _FIELD_LINE.fullmatch(buffer, 0, eol) is None:
-                raise httpx.RemoteProtocolError("A response trailer line is malformed.")
-            del buffer[: eol + 2]
-        raise httpx.RemoteProtocolError("The response has too many trailer lines.")
 
 
 class H1Body(httpx.AsyncByteStream):
@@ -578,6 +628,10 @@ async def open_connection(
 ) -> H1Connection:
     """Open a connection to ``origin`` (TLS when ``ssl_context`` is given).
 
+    The addresses of a name are raced as RFC 8305 says (happy eyeballs): the next one is
+    tried :data:`HAPPY_EYEBALLS_DELAY` seconds after the previous one started, the families
+    interleaved, and ``connect_timeout`` covers the whole race.
+
     Raises:
         httpx.ConnectTimeout: Not connected (TLS handshake included) within ``connect_timeout``.
         httpx.ConnectError: Refused, unreachable, unresolvable or a failed handshake.
@@ -587,15 +641,35 @@ async def open_connection(
     loop = asyncio.get_running_loop()
     connection = H1Connection(origin, loop)
     deadline = asyncio.timeout(connect_timeout)
+    server_hostname = host if ssl_context is not None else None
     try:
         async with deadline:
-            await loop.create_connection(
-                lambda: connection,
-                host,
-                port,
-                ssl=ssl_context,
-                server_hostname=host if ssl_context is not None else None,
-            )
+            addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            if len(addresses) == 1:
+                # One address: nothing to race (and no race whose cancellation could leak a
+                # socket, as asyncio's does on Python 3.11).
+                family, _, _, _, address = addresses[0]
+                await loop.create_connection(
+                    lambda: connection,
+                    str(address[0]),
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=server_hostname,
+                    family=family,
+                )
+            else:
+                await loop.create_connection(
+                    lambda: connection,
+                    host,
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=server_hostname,
+                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+                    interleave=1,
+                )
+    except UnicodeError:
+        # A name the resolver cannot encode (a label over 63 characters): nothing was sent.
+        raise httpx.ConnectError(f"Could not resolve {host!r}: not a valid host name.") from None
     except OSError as exc:
         if deadline.expired():
             raise httpx.ConnectTimeout(f"Connecting to {host}:{port} timed out.") from None

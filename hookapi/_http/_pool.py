@@ -5,28 +5,47 @@ queued request whenever a request starts or ends, so its cost per request grows 
 square of the concurrency: a burst from 32 tasks ran at a quarter of the rate of one task.
 This pool keeps idle connections on a stack and bounds them with a semaphore, so each request
 costs the same however many are in flight. On asyncio its connections are hookapi's own
-(:mod:`hookapi._h1`, on asyncio protocols); on any other anyio backend (trio) they are
-httpcore's, through its public connection class.
+(:mod:`._h1`, asyncio protocols whose answers llhttp parses); on any other anyio backend (trio),
+and wherever ``httptools`` cannot be imported, they are httpcore's, through its public
+connection class. One pool may serve many clients (many hooks): its owner closes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpcore
 import httpx
 
-from ._h1 import H1Connection, Origin, open_connection
+from .._exceptions import InvalidInputError, WrongEventLoopError
+from ._loop import current_loop, loop_mismatch
+
+try:
+    from ._h1 import open_connection
+except ImportError:  # httptools is not installed (it is required on CPython only)
+    open_connection = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["ConnectionPool"]
+    from ._h1 import H1Connection, Origin
+
+__all__ = ["LLHTTP", "ConnectionPool"]
+
+#: Whether asyncio requests go through hookapi's llhttp connections (else httpcore's).
+LLHTTP = open_connection is not None
+logging.getLogger("hookapi").debug(
+    "hookapi's pool: asyncio requests on %s.",
+    "llhttp connections (httptools)"
+    if LLHTTP
+    else "httpcore's connections (httptools cannot be imported)",
+)
 
 # httpcore's errors, most specific first, and the httpx error each becomes.
 _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
@@ -48,6 +67,8 @@ _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
 
 
 _POOL_TIMEOUT = "No connection came free within the pool timeout."
+#: (scheme, host, port) of an httpcore connection: what its idle stack and limit are keyed by.
+_Key = tuple[bytes, bytes, int]
 
 
 @contextlib.contextmanager
@@ -69,6 +90,36 @@ async def _close_quietly(connection: httpcore.AsyncHTTPConnection) -> None:
         await connection.aclose()
 
 
+class _Pieces:
+    """A request body for httpcore: one async iteration over bytes, with no async generator.
+
+    An async generator left suspended (a request cancelled mid-write) is finalised by the
+    garbage collector, and trio warns about each one; a plain iterator leaves nothing behind.
+    """
+
+    __slots__ = ("_data", "_done")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._done = False
+
+    def __aiter__(self) -> _Pieces:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        self._done = True
+        return self._data
+
+
+def _body_of(stream: Any) -> Any:
+    # A body in memory (what the client sends) is handed over without a generator.
+    if isinstance(stream, httpx.ByteStream):
+        return _Pieces(b"".join(stream))
+    return stream
+
+
 class _Body(httpx.AsyncByteStream):
     """A response body that hands its connection back to the pool when closed."""
 
@@ -77,15 +128,23 @@ class _Body(httpx.AsyncByteStream):
         stream: Any,
         pool: ConnectionPool,
         connection: httpcore.AsyncHTTPConnection,
+        key: _Key,
     ) -> None:
         self._stream = stream
+        self._iterator: Any = None
         self._pool = pool
         self._connection: httpcore.AsyncHTTPConnection | None = connection
+        self._key = key
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._iterator is None:
+            self._iterator = aiter(self._stream)
         with _as_httpx_errors():
-            async for chunk in self._stream:
-                yield chunk
+            chunk: bytes = await anext(self._iterator)
+            return chunk
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
@@ -93,9 +152,13 @@ class _Body(httpx.AsyncByteStream):
             return
         try:
             with anyio.CancelScope(shield=True), _as_httpx_errors():
+                # httpcore's iterator is an async generator: closed here, never left to the GC.
+                iterator = self._iterator
+                if iterator is not None and hasattr(iterator, "aclose"):
+                    await iterator.aclose()
                 await self._stream.aclose()
         finally:
-            await self._pool._give_back(connection)
+            await self._pool._give_back(connection, self._key)
 
 
 def _on_asyncio() -> bool:
@@ -164,51 +227,90 @@ class _Slots:
         self._free += 1
 
 
+def _check_limit(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{name} must be an int, not {type(value).__name__}.")
+    if value < 1:
+        raise InvalidInputError(f"{name} must be at least 1, not {value}.")
+    return value
+
+
 class ConnectionPool(httpx.AsyncBaseTransport):
-    """At most ``max_connections`` keep-alive HTTP/1.1 connections, with constant work per request.
+    """Keep-alive HTTP/1.1 connections with constant work per request, shareable by clients.
+
+    Pass one pool as ``transport=`` to many :class:`~hookapi.AsyncHookClient` s (one per hook)
+    and they share its connections: the pool belongs to whoever made it, and closing a client
+    never closes it. Close it yourself (``async with`` or :meth:`aclose`) after the clients.
+    Like every asyncio resource it belongs to the event loop it first ran on.
 
     Args:
-        max_connections: Connections open at once; more requests wait (up to the ``pool``
-            timeout) for one to come free.
+        max_connections: Connections in use at once, all hosts together; more requests wait
+            (up to the ``pool`` timeout) for one to come free. Idle connections are kept up
+            to the same number.
+        max_connections_per_host: Connections in use at once to one origin (scheme, host,
+            port); default: no limit beyond ``max_connections``.
         keepalive_expiry: Seconds an idle connection is kept for reuse.
         ssl_context: For https; default: httpx's (certifi's roots), made on first use.
+
+    Raises:
+        InvalidInputError: A limit that is not a positive int.
     """
 
     def __init__(
         self,
         *,
         max_connections: int = 32,
+        max_connections_per_host: int | None = None,
         keepalive_expiry: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._max = max_connections
+        self._max = _check_limit("max_connections", max_connections)
+        self._per_host = (
+            None
+            if max_connections_per_host is None
+            else _check_limit("max_connections_per_host", max_connections_per_host)
+        )
         self._expiry = keepalive_expiry
         self._ssl = ssl_context
         self._alpn_set = False
         self._closed = False
+        self._loop: object | None = None  # the event loop of the first request
         self._asyncio: bool | None = None  # which path, learnt on the first request
         # The asyncio path:
-        self._h1_idle: list[H1Connection] = []
+        self._h1_idle: dict[Origin, list[H1Connection]] = {}
         self._h1_slots: _Slots | None = None
+        self._h1_host_slots: dict[Origin, _Slots] = {}
         # Any other backend:
-        self._idle: list[httpcore.AsyncHTTPConnection] = []
+        self._idle: dict[_Key, list[httpcore.AsyncHTTPConnection]] = {}
         self._slots: anyio.Semaphore | None = None
+        self._host_slots: dict[_Key, anyio.Semaphore] = {}
 
     def __repr__(self) -> str:
-        idle = len(self._idle) + len(self._h1_idle)
-        return f"<ConnectionPool max_connections={self._max} idle={idle}>"
+        return f"<ConnectionPool max_connections={self._max} idle={self.idle_connections}>"
+
+    @property
+    def idle_connections(self) -> int:
+        """Connections open and waiting for a request, all hosts together."""
+        return sum(map(len, self._idle.values())) + sum(map(len, self._h1_idle.values()))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on an idle connection (or a new one) and return the answer.
 
         The connection goes back to the pool when the response is closed.
+
+        Raises:
+            WrongEventLoopError: The pool first ran on another event loop.
+            httpx.TransportError: The request failed (``UnsupportedProtocol`` once closed).
         """
+        if self._asyncio is None:
+            self._loop = current_loop()
+            self._asyncio = LLHTTP and _on_asyncio()
+        elif (text := loop_mismatch("connection pool", self._loop)) is not None:
+            raise WrongEventLoopError(text)
         if self._closed:
             raise httpx.UnsupportedProtocol("The connection pool is closed.")
         if request.url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol("Only http:// and https:// URLs are supported.")
-        if self._asyncio is None:
-            self._asyncio = _on_asyncio()
         if self._asyncio and not _httpcore_patched():
             return await self._send_h1(request)
         return await self._send_httpcore(request)
@@ -225,24 +327,35 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         if slots is None:
             slots = self._h1_slots = _Slots(self._max)
         timeouts = request.extensions.get("timeout") or {}
-        await slots.acquire(timeouts.get("pool"))
+        url = request.url
+        https = url.scheme == "https"
+        origin = (url.raw_scheme, url.raw_host, url.port or (443 if https else 80))
+        host_slots = None
+        if self._per_host is not None:
+            host_slots = self._h1_host_slots.get(origin)
+            if host_slots is None:
+                host_slots = self._h1_host_slots[origin] = _Slots(self._per_host)
+            await host_slots.acquire(timeouts.get("pool"))
         try:
-            url = request.url
-            https = url.scheme == "https"
-            origin = (url.raw_scheme, url.raw_host, url.port or (443 if https else 80))
-            connection = self._idle_h1(origin)
-            if connection is None:
-                connection = await self._open_h1(origin, https, timeouts.get("connect"))
-            return await connection.request(request, self._give_back_h1)
+            await slots.acquire(timeouts.get("pool"))
+            try:
+                connection = self._idle_h1(origin)
+                if connection is None:
+                    connection = await self._open_h1(origin, https, timeouts.get("connect"))
+                return await connection.request(request, self._give_back_h1)
+            except BaseException:
+                slots.release()
+                raise
         except BaseException:
-            slots.release()
+            if host_slots is not None:
+                host_slots.release()
             raise
 
     def _idle_h1(self, origin: Origin) -> H1Connection | None:
-        idle = self._h1_idle
+        idle = self._h1_idle.get(origin)
         while idle:
             candidate = idle.pop()
-            if candidate.origin == origin and candidate.is_reusable():
+            if candidate.is_reusable():
                 return candidate
             candidate.close()
         return None
@@ -261,38 +374,36 @@ class ConnectionPool(httpx.AsyncBaseTransport):
 
     def _give_back_h1(self, connection: H1Connection) -> None:
         try:
-            if not self._closed and connection.is_reusable():
+            if not self._closed and connection.is_reusable() and self.idle_connections < self._max:
                 connection.expires_at = asyncio.get_running_loop().time() + self._expiry
-                self._h1_idle.append(connection)
+                self._h1_idle.setdefault(connection.origin, []).append(connection)
             else:
                 connection.close()
         finally:
             assert self._h1_slots is not None
             self._h1_slots.release()
+            host_slots = self._h1_host_slots.get(connection.origin)
+            if host_slots is not None:
+                host_slots.release()
 
-    # Any other backend (trio): httpcore's connections behind an anyio semaphore.
+    # Any other backend (trio): httpcore's connections behind anyio semaphores.
 
-    async def _acquire_slot(self, request: httpx.Request) -> anyio.Semaphore:
-        if self._slots is None:
-            self._slots = anyio.Semaphore(self._max)
-        slots = self._slots
+    async def _acquire(self, slots: anyio.Semaphore, wait: float | None) -> None:
         if slots.value:
             await slots.acquire()
-            return slots
-        timeout = request.extensions.get("timeout", {}).get("pool")
-        with anyio.move_on_after(timeout if timeout is not None else float("inf")):
+            return
+        with anyio.move_on_after(wait if wait is not None else float("inf")):
             await slots.acquire()
-            return slots
+            return
         raise httpx.PoolTimeout(_POOL_TIMEOUT)
 
-    async def _connection_for(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
-        while self._idle:
-            candidate = self._idle.pop()
-            if (
-                candidate.can_handle_request(origin)
-                and not candidate.has_expired()
-                and candidate.is_available()
-            ):
+    async def _connection_for(
+        self, key: _Key, origin: httpcore.Origin
+    ) -> httpcore.AsyncHTTPConnection:
+        idle = self._idle.get(key)
+        while idle:
+            candidate = idle.pop()
+            if not candidate.has_expired() and candidate.is_available():
                 return candidate
             await _close_quietly(candidate)
         return httpcore.AsyncHTTPConnection(
@@ -303,52 +414,75 @@ class ConnectionPool(httpx.AsyncBaseTransport):
 
     async def _send_httpcore(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        slots = await self._acquire_slot(request)
+        timeout = (request.extensions.get("timeout") or {}).get("pool")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        key = (url.raw_scheme, url.raw_host, port)
+        origin = httpcore.Origin(*key)
+        host_slots = None
+        if self._per_host is not None:
+            host_slots = self._host_slots.get(key)
+            if host_slots is None:
+                host_slots = self._host_slots[key] = anyio.Semaphore(self._per_host)
+            await self._acquire(host_slots, timeout)
         try:
-            port = url.port or (443 if url.scheme == "https" else 80)
-            origin = httpcore.Origin(url.raw_scheme, url.raw_host, port)
-            connection = await self._connection_for(origin)
-            core_request = httpcore.Request(
-                method=request.method,
-                url=httpcore.URL(
-                    scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path
-                ),
-                headers=request.headers.raw,
-                content=request.stream,
-                extensions=request.extensions,
-            )
+            if self._slots is None:
+                self._slots = anyio.Semaphore(self._max)
+            await self._acquire(self._slots, timeout)
             try:
-                with _as_httpx_errors():
-                    response = await connection.handle_async_request(core_request)
+                connection = await self._connection_for(key, origin)
+                core_request = httpcore.Request(
+                    method=request.method,
+                    url=httpcore.URL(
+                        scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path
+                    ),
+                    headers=request.headers.raw,
+                    content=_body_of(request.stream),
+                    extensions=request.extensions,
+                )
+                try:
+                    with _as_httpx_errors():
+                        response = await connection.handle_async_request(core_request)
+                except BaseException:
+                    await _close_quietly(connection)
+                    raise
             except BaseException:
-                await _close_quietly(connection)
+                self._slots.release()
                 raise
         except BaseException:
-            slots.release()
+            if host_slots is not None:
+                host_slots.release()
             raise
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_Body(response.stream, self, connection),
+            stream=_Body(response.stream, self, connection, key),
             extensions=response.extensions,
         )
 
-    async def _give_back(self, connection: httpcore.AsyncHTTPConnection) -> None:
+    async def _give_back(self, connection: httpcore.AsyncHTTPConnection, key: _Key) -> None:
         try:
-            if not self._closed and connection.is_idle():
-                self._idle.append(connection)
+            if not self._closed and connection.is_idle() and self.idle_connections < self._max:
+                self._idle.setdefault(key, []).append(connection)
             else:
                 await _close_quietly(connection)
         finally:
             if self._slots is not None:
                 self._slots.release()
+            host_slots = self._host_slots.get(key)
+            if host_slots is not None:
+                host_slots.release()
 
     async def aclose(self) -> None:
-        """Close the idle connections; those in use close as their responses do."""
+        """Close the idle connections; those in use close as their responses do.
+
+        Only the pool's owner should call it: clients given this pool never do.
+        """
         self._closed = True
-        h1_idle, self._h1_idle = self._h1_idle, []
-        for h1 in h1_idle:
-            h1.close()
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await _close_quietly(connection)
+        h1_idle, self._h1_idle = self._h1_idle, {}
+        for h1_list in h1_idle.values():
+            for h1 in h1_list:
+                h1.close()
+        idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                await _close_quietly(connection)

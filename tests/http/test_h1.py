@@ -209,7 +209,7 @@ async def test_content_length_answers_reuse_one_connection() -> None:
 async def test_chunked_with_extensions_and_trailers() -> None:
     answer = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n"
-        b"5;name=value\r\nhello\r\n6 ; x\r\n world\r\n0\r\nX-Trailer: yes\r\nX-More: 1\r\n\r\n"
+        b"5;name=value\r\nhello\r\n6;x\r\n world\r\n0\r\nX-Trailer: yes\r\nX-More: 1\r\n\r\n"
     )
     async with serve(answering(answer, answer)) as server, ConnectionPool() as pool:
         for _ in range(2):
@@ -244,7 +244,6 @@ async def test_interim_answers_are_skipped() -> None:
     [
         (b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n", "POST"),
         (b"HTTP/1.1 304 Not Modified\r\n\r\n", "GET"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", "HEAD"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "GET"),
         (b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok", "GET"),
     ],
@@ -263,8 +262,7 @@ async def test_answers_without_a_body_or_kept_alive(answer: bytes, method: str) 
         b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 2\r\n\r\nok",
         b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok and more",  # unasked-for bytes
-        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n",  # an answer more
     ],
 )
 async def test_connections_that_must_not_be_reused(answer: bytes) -> None:
@@ -331,10 +329,21 @@ MALFORMED = {
     "oversized head": b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * MAX_HEAD + b"\r\n\r\n",
     "oversized head, unfinished": b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * (2 * MAX_HEAD),
     "oversized chunk line": (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;" + b"x" * 5000 + b"\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;" + b"x" * (8 * MAX_HEAD)
     ),
+    "space after chunk size": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nok\r\n0\r\n\r\n"
+    ),
+    "Content-Length and chunked": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n"
+    ),
+    "HTTP/2.0 version": b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "status below 100": b"HTTP/1.1 099 Low\r\nContent-Length: 2\r\n\r\nok",
+    "101 without Upgrade": b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+    "endless header value": b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * (8 * MAX_HEAD),
     "too many trailers": (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"X-A: 1\r\n" * 101
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"X-A: 1\r\n" * 102
     ),
     "oversized trailers": (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-A: "
@@ -342,7 +351,7 @@ MALFORMED = {
         + b"\r\n\r\n"
     ),
     "oversized trailers, unfinished": (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-A: " + b"a" * (2 * MAX_HEAD)
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-A: " + b"a" * (8 * MAX_HEAD)
     ),
 }
 
@@ -559,7 +568,7 @@ async def test_a_large_body_streams_in_bounded_pieces(chunked: bool) -> None:
                 break
             await asyncio.sleep(0)
         assert connection._reading_paused
-        assert len(connection._buffer) < 2 * HIGH_WATER
+        assert len(connection._body) < 2 * HIGH_WATER
         pieces = [piece async for piece in response.aiter_raw()]
         await response.aclose()
         assert b"".join(pieces) == body
@@ -721,7 +730,9 @@ async def test_a_connection_to_another_origin_is_not_reused() -> None:
         await fetch(pool, one)
         await fetch(pool, two)
         await fetch(pool, one)
-    assert (one.connections, two.connections) == (2, 1)
+    # Each origin keeps its own idle connection: neither request went to the other server.
+    assert (one.connections, two.connections) == (1, 1)
+    assert (len(one.requests), len(two.requests)) == (2, 1)
 
 
 async def test_a_write_to_a_connection_closed_meanwhile_is_skipped() -> None:
@@ -858,18 +869,78 @@ async def test_a_connection_lost_while_writing_is_a_read_error() -> None:
     assert not connection.is_reusable()
 
 
-async def test_reading_resumes_when_more_is_needed_after_a_flood() -> None:
-    """Interim answers can fill the buffer past the high-water mark; the head still completes."""
+async def test_interim_answers_are_parsed_as_they_come_not_buffered() -> None:
     connection, transport = await connected()
-    interim = b"HTTP/1.1 103 Early Hints\r\nLink: " + b"x" * 20_000 + b"\r\n\r\n"
-    connection.data_received(interim * 14)
-    assert not transport.reading
     sending = asyncio.ensure_future(
         connection.request(httpx.Request("GET", "http://h.test/"), lambda _: None)
     )
-    await until(lambda: transport.reading)  # every interim answer parsed, and more wanted
+    await until(lambda: connection._waiter is not None)
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: " + b"x" * 20_000 + b"\r\n\r\n"
+    connection.data_received(interim * 14)  # 280 kB, past the high-water mark
+    assert transport.reading
+    assert not connection._body
     connection.data_received(OK)
     assert (await sending).status_code == 200
+
+
+async def test_reading_resumes_for_the_next_answer_after_a_large_one() -> None:
+    connection, transport = await connected()
+    body = b"x" * (HIGH_WATER + 1)
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+    for answer, paused in ((big, True), (OK, False)):
+        sending = asyncio.ensure_future(
+            connection.request(httpx.Request("GET", "http://h.test/"), lambda _: None)
+        )
+        await until(lambda: connection._waiter is not None)
+        assert transport.reading  # the wait for this answer reads again
+        connection.data_received(answer)
+        assert transport.reading is not paused
+        response = await sending
+        assert len(await response.aread()) == len(answer) - answer.index(b"\r\n\r\n") - 4
+
+
+async def test_an_unsolicited_answer_spends_the_connection() -> None:
+    connection, _ = await connected()
+    response = asyncio.ensure_future(
+        connection.request(httpx.Request("GET", "http://h.test/"), lambda _: None)
+    )
+    await until(lambda: connection._waiter is not None)
+    connection.data_received(OK)
+    assert await (await response).aread() == b"ok"
+    assert connection.is_reusable()
+    connection.data_received(OK)  # nobody asked
+    assert not connection.is_reusable()
+
+
+async def test_an_unsolicited_answer_over_the_network_is_not_reused() -> None:
+    async def answer_then_more(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(OK)
+        await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra")
+        await peer.request()
+        await peer.send(OK)
+        await peer.until_eof()
+
+    async with serve(answer_then_more) as server, ConnectionPool() as pool:
+        response = await pool.handle_async_request(request(server))
+        await response.aread()
+        stream = response.stream
+        assert isinstance(stream, H1Body)
+        for _ in range(100):  # let the unasked-for answer arrive
+            await asyncio.sleep(0)
+        assert (await fetch(pool, server)).content == b"ok"
+    assert server.connections == 2
+
+
+async def test_an_answer_to_head_has_no_body_and_is_not_reused() -> None:
+    """llhttp cannot be told that a HEAD answer has no body: its connection is not reused."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    async with serve(answering(answer, close=False)) as server, ConnectionPool() as pool:
+        for _ in range(2):
+            response = await fetch(pool, server, method="HEAD")
+            assert (response.status_code, response.content) == (200, b"")
+            assert response.headers["content-length"] == "10"
+    assert server.connections == 2
 
 
 async def test_a_connection_never_made_closes_quietly() -> None:
@@ -942,6 +1013,6 @@ async def test_the_client_posts_through_the_asyncio_path() -> None:
             pool = client._transport._inner
             assert isinstance(pool, ConnectionPool)
             assert pool._asyncio is True
-            assert len(pool._h1_idle) == 1  # one connection, kept alive, reused
+            assert pool.idle_connections == 1  # one connection, kept alive, reused
             assert not pool._idle
     assert_posted(emulator, hook, ["one", "two", "three"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -213,3 +215,36 @@ def test_errors_become_httpx_errors() -> None:
     assert caught.value is original
     with pytest.raises(KeyError), _as_httpx_errors():
         raise KeyError("not a transport error")
+
+
+FALLBACK = """
+import asyncio, logging, socket, sys
+sys.modules["httptools"] = None  # as on an interpreter httptools has no build for
+logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+import httpx
+from hookapi import ConnectionPool
+from hookapi._http import LLHTTP
+
+async def main():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    pool = ConnectionPool()
+    try:
+        await pool.handle_async_request(httpx.Request("GET", f"http://127.0.0.1:{port}/"))
+    except httpx.ConnectError as exc:
+        print("ConnectError via", type(exc.__cause__).__module__.split(".")[0])
+    print("LLHTTP", LLHTTP, "asyncio path", pool._asyncio)
+
+asyncio.run(main())
+"""
+
+
+def test_without_httptools_asyncio_requests_take_httpcores_connections() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", FALLBACK], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "hookapi: hookapi's pool: asyncio requests on httpcore's connections" in out.stderr
+    assert "ConnectError via httpcore" in out.stdout
+    assert "LLHTTP False asyncio path False" in out.stdout
