@@ -30,6 +30,20 @@ from ._quota import RateLimit
 from ._retry import RetryPolicy
 from ._secrets import Secret
 from ._version import __version__
+from .outbox import (
+    DeadLetter,
+    MemoryStore,
+    MessageDroppedError,
+    Outbox,
+    OutboxClosedError,
+    OutboxFullError,
+    OutboxStore,
+    Receipt,
+    ReceiptState,
+    SQLiteStore,
+    StoredMessage,
+    StoredState,
+)
 
 __all__ = [
     "APIConnectionError",
@@ -40,18 +54,30 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
+    "DeadLetter",
     "Delivery",
     "HookAPIError",
     "InternalServerError",
     "InvalidInputError",
+    "MemoryStore",
+    "MessageDroppedError",
     "NotFoundError",
+    "Outbox",
+    "OutboxClosedError",
+    "OutboxFullError",
+    "OutboxStore",
     "PermissionDeniedError",
     "PostResult",
     "RateLimit",
     "RateLimitError",
+    "Receipt",
+    "ReceiptState",
     "RetryPolicy",
+    "SQLiteStore",
     "Secret",
     "ServerError",
     "ServiceUnavailableError",
+    "StoredMessage",
+    "StoredState",
     "__version__",
 ]

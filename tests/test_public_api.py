@@ -18,7 +18,7 @@ import hookapi
 def test_all_is_sorted_and_complete() -> None:
     assert hookapi.__all__ == sorted(hookapi.__all__)
     public = {n for n in vars(hookapi) if n.isidentifier() and not n.startswith("_")}
-    assert public - {"annotations"} <= set(hookapi.__all__) | {"cli", "emulator", "testing"}
+    assert public - {"annotations"} <= set(hookapi.__all__) | {"cli", "emulator", "outbox", "testing"}
     for name in hookapi.__all__:
         assert hasattr(hookapi, name), name
 
@@ -68,6 +68,8 @@ DOCUMENTED_PATHS = [
     ("hookapi", "RetryPolicy"),
     ("hookapi", "RateLimit"),
     ("hookapi", "Secret"),
+    ("hookapi", "Outbox"),
+    ("hookapi", "SQLiteStore"),
     ("hookapi.emulator", "Emulator"),
     ("hookapi.emulator", "Server"),
     ("hookapi.emulator", "Hook"),
