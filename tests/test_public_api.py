@@ -18,7 +18,12 @@ import hookapi
 def test_all_is_sorted_and_complete() -> None:
     assert hookapi.__all__ == sorted(hookapi.__all__)
     public = {n for n in vars(hookapi) if n.isidentifier() and not n.startswith("_")}
-    assert public - {"annotations"} <= set(hookapi.__all__) | {"cli", "emulator", "outbox", "testing"}
+    assert public - {"annotations"} <= set(hookapi.__all__) | {
+        "cli",
+        "emulator",
+        "outbox",
+        "testing",
+    }
     for name in hookapi.__all__:
         assert hasattr(hookapi, name), name
 

@@ -212,6 +212,10 @@ class Outbox:
         finally:
             tasks, self._tasks = self._tasks, None
             if tasks is not None:
+                # The senders have stopped: an error from the block is not theirs, and handing
+                # it to the task group would only wrap it in an exception group.
+                if not isinstance(exc_value, anyio.get_cancelled_exc_class()):
+                    exc_type = exc_value = traceback = None
                 handled = await tasks.__aexit__(exc_type, exc_value, traceback)
         return handled
 
