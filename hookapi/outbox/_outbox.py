@@ -79,6 +79,8 @@ class Outbox:
             resends it and reports it ``UNKNOWN`` instead, which may lose it.
         on_pause: Called with the error when the service answers 401, 403 or 404, which
             pauses the outbox until :meth:`resume` (see :attr:`paused`).
+        on_dead_letter: Called with each new :class:`DeadLetter`, before the next message
+            starts (so calling :meth:`pause` from it stops the queue right there).
 
     Example:
         >>> import hookapi
@@ -99,6 +101,7 @@ class Outbox:
         drain_timeout: float = 30.0,
         delivery: DeliveryMode = "at_least_once",
         on_pause: Callable[[HookAPIError], object] | None = None,
+        on_dead_letter: Callable[[DeadLetter], object] | None = None,
     ) -> None:
         if not isinstance(client, AsyncHookClient):
             raise InvalidInputError(
@@ -127,13 +130,16 @@ class Outbox:
                 f"delivery must be 'at_least_once' or 'at_most_once', not {delivery!r}."
             )
         self._at_most_once = delivery == "at_most_once"
-        if on_pause is not None and not callable(on_pause):
-            raise InvalidInputError("on_pause must be callable.")
+        for name, callback in (("on_pause", on_pause), ("on_dead_letter", on_dead_letter)):
+            if callback is not None and not callable(callback):
+                raise InvalidInputError(f"{name} must be callable.")
         self._on_pause = on_pause
+        self._on_dead_letter = on_dead_letter
         self._queue: deque[Receipt] = deque()
         self._sending: dict[int, Receipt] = {}
         self._dead: dict[int, DeadLetter] = {}
-        self._paused: HookAPIError | None = None
+        self._paused = False
+        self._pause_error: HookAPIError | None = None
         self._phase: Literal["new", "running", "closing", "closed"] = "new"
         self._tasks: anyio.abc.TaskGroup | None = None
         self._changed: anyio.Event | None = None
@@ -157,9 +163,14 @@ class Outbox:
         return sorted([*self._sending.values(), *self._queue], key=lambda r: r.id)
 
     @property
-    def paused(self) -> HookAPIError | None:
-        """The 401/403/404 error that paused the outbox, or ``None`` while it runs."""
+    def paused(self) -> bool:
+        """Whether the outbox is paused: it starts no message until :meth:`resume`."""
         return self._paused
+
+    @property
+    def pause_error(self) -> HookAPIError | None:
+        """The 401/403/404 answer that paused the outbox, if that is why it is paused."""
+        return self._pause_error
 
     @property
     def closed(self) -> bool:
@@ -170,10 +181,17 @@ class Outbox:
         """The dead letters (``FAILED`` and ``UNKNOWN`` messages), oldest first."""
         return [self._dead[id] for id in sorted(self._dead)]
 
+    def pause(self) -> None:
+        """Start no new message until :meth:`resume`; those being sent finish first."""
+        if not self._paused:
+            self._paused = True
+            logger.info("hookapi: %s paused", self._label, extra={"hookapi_event": "outbox"})
+
     def resume(self) -> None:
         """Resume sending after a pause (once the hook is back); the paused message goes first."""
-        if self._paused is not None:
-            self._paused = None
+        if self._paused:
+            self._paused = False
+            self._pause_error = None
             logger.info("hookapi: %s resumed", self._label, extra={"hookapi_event": "outbox"})
             self._notify()
 
@@ -292,7 +310,7 @@ class Outbox:
         self._notify()
         try:
             with anyio.move_on_after(timeout):
-                while (self._queue or self._sending) and self._paused is None:
+                while (self._queue or self._sending) and not self._paused:
                     await self._wait_changed()
         finally:
             with anyio.CancelScope(shield=True):
@@ -386,7 +404,7 @@ class Outbox:
             await self._deliver(receipt)
 
     async def _next(self) -> Receipt:
-        while self._paused is not None or not self._queue:
+        while self._paused or not self._queue:
             await self._wait_changed()
         receipt = self._queue.popleft()
         self._sending[receipt.id] = receipt
@@ -395,14 +413,15 @@ class Outbox:
 
     async def _deliver(self, receipt: Receipt) -> None:
         """Post one message until it is delivered, given up, or handed back (pause, cancel)."""
-        settled = False
+        settled = paused = False
         try:
             settled = await self._attempt_all(receipt)
+            paused = not settled
         finally:
             if not settled:
-                # Cancelled (the outbox is closing) or paused: the message goes back in line.
+                # Paused, or cancelled (the outbox is closing): the message goes back in line.
                 with anyio.CancelScope(shield=True):
-                    await self._hand_back(receipt)
+                    await self._hand_back(receipt, cancelled=not paused)
 
     async def _attempt_all(self, receipt: Receipt) -> bool:
         receipt.state = ReceiptState.SENDING
@@ -497,6 +516,8 @@ class Outbox:
             extra=_extra(receipt.id),
         )
         self._notify()
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(self._dead[receipt.id])
 
     async def _finish_dropped(self, receipt: Receipt, why: str) -> None:
         self._sending.pop(receipt.id, None)
@@ -514,10 +535,10 @@ class Outbox:
         )
         self._notify()
 
-    async def _hand_back(self, receipt: Receipt) -> None:
+    async def _hand_back(self, receipt: Receipt, *, cancelled: bool) -> None:
         """Put an unfinished message back at its place in line, or settle it as unknown."""
         self._sending.pop(receipt.id, None)
-        if self._at_most_once and self._paused is None:
+        if self._at_most_once and cancelled:
             # Cancelled mid-send: it may be on the wire, and at_most_once must not resend it.
             error = OutboxClosedError(
                 f"Message {receipt.id} was being sent when the outbox stopped; it may or may "
@@ -537,8 +558,9 @@ class Outbox:
         self._notify()
 
     def _pause(self, error: HookAPIError) -> None:
-        first = self._paused is None
-        self._paused = error
+        first = self._pause_error is None
+        self._paused = True
+        self._pause_error = self._pause_error or error
         if first:
             logger.warning(
                 "hookapi: %s paused: %s Queued messages wait until resume().",
