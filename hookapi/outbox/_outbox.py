@@ -49,8 +49,6 @@ __all__ = ["Outbox"]
 
 logger = logging.getLogger("hookapi")
 
-OnFull = Literal["wait", "raise", "drop_oldest"]
-DeliveryMode = Literal["at_least_once", "at_most_once"]
 #: Statuses that mean the hook itself is gone or denied: every queued message would fail too.
 PAUSE_STATUSES = frozenset({401, 403, 404})
 
@@ -96,10 +94,10 @@ class Outbox:
         *,
         store: OutboxStore | str | os.PathLike[str] | None = None,
         max_size: int = 10_000,
-        on_full: OnFull = "wait",
+        on_full: Literal["wait", "raise", "drop_oldest"] = "wait",
         concurrency: int = 1,
         drain_timeout: float = 30.0,
-        delivery: DeliveryMode = "at_least_once",
+        delivery: Literal["at_least_once", "at_most_once"] = "at_least_once",
         on_pause: Callable[[HookAPIError], object] | None = None,
         on_dead_letter: Callable[[DeadLetter], object] | None = None,
     ) -> None:
@@ -164,7 +162,7 @@ class Outbox:
 
     @property
     def paused(self) -> bool:
-        """Whether the outbox is paused: it starts no message until :meth:`resume`."""
+        """True while paused, when no message starts until :meth:`resume`."""
         return self._paused
 
     @property
