@@ -511,7 +511,7 @@ class Outbox:
             receipt.id,
             state.value,
             reason,
-            extra=_extra(receipt.id),
+            extra={**_extra(receipt.id), "hookapi_state": state.value},
         )
         self._notify()
         if self._on_dead_letter is not None:
@@ -529,7 +529,7 @@ class Outbox:
             self._label,
             receipt.id,
             why,
-            extra=_extra(receipt.id),
+            extra={**_extra(receipt.id), "hookapi_state": "dropped"},
         )
         self._notify()
 
