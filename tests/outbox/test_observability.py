@@ -42,7 +42,8 @@ async def test_every_state_change_is_logged_and_the_secret_never_is(
     states: dict[int, list[str]] = {}
     for record in caplog.records:
         if hasattr(record, "hookapi_state"):
-            states.setdefault(record.hookapi_message_id, []).append(record.hookapi_state)
+            id, state = vars(record)["hookapi_message_id"], vars(record)["hookapi_state"]
+            states.setdefault(id, []).append(state)
     assert states == {
         bad.id: ["queued", "sending", "failed"],
         good.id: ["queued", "sending", "delivered"],
