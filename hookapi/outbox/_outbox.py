@@ -15,10 +15,12 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Literal, Self
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from .._client import AsyncHookClient, PostResult
 from .._exceptions import (
@@ -115,6 +117,9 @@ class Outbox:
             )
         self._client = client
         self._store: OutboxStore = store
+        # A MemoryStore never suspends: its calls can be neither interleaved nor cut off, so
+        # they need no lock or shield (the cost of which would show in every message).
+        self._instant = type(store) is MemoryStore
         self._max_size = _check_count("max_size", max_size)
         if on_full not in ("wait", "raise", "drop_oldest"):
             raise InvalidInputError(
@@ -356,21 +361,36 @@ class Outbox:
         encode_message(text)
         ttl = None if ttl is None else check_timeout("ttl", ttl)
         self._check_open()
-        if self._put_lock is None:
-            self._put_lock = anyio.Lock()
-        # One put at a time from here: ids, the queue and the store agree on the order.
-        async with self._put_lock:
-            await self._make_room()
-            now = anyio.current_time()
-            wall = None if ttl is None else time.time() + ttl
-            # Shielded: once the store has committed the message, it must reach the queue.
-            with anyio.CancelScope(shield=True):
-                id = await self._store.add(text, expires_at=wall)
-            receipt = Receipt(id, text, expires_at=None if ttl is None else now + ttl)
-            self._queue.append(receipt)
+        if self._instant and len(self._queue) + len(self._sending) < self._max_size:
+            # A cancellation point, not a scheduling one (as asyncio.Queue.put when not
+            # full): a producer's burst is taken in one go, and the senders then drain it.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            self._check_open()
+            receipt = await self._accept(text, ttl)
+        else:
+            if self._put_lock is None:
+                self._put_lock = anyio.Lock()
+            # One put at a time from here: ids, the queue and the store agree on the order.
+            async with self._put_lock:
+                await self._make_room()
+                # Shielded: once the store has committed the message, it must reach the queue.
+                with anyio.CancelScope(shield=True):
+                    receipt = await self._accept(text, ttl)
         self._log_state(receipt)
         self._notify()
         return receipt
+
+    async def _accept(self, text: str, ttl: float | None) -> Receipt:
+        now = anyio.current_time()
+        wall = None if ttl is None else time.time() + ttl
+        id = await self._store.add(text, expires_at=wall)
+        receipt = Receipt(id, text, expires_at=None if ttl is None else now + ttl)
+        self._queue.append(receipt)
+        return receipt
+
+    def _shield(self) -> AbstractContextManager[object]:
+        """Protect a store call from cancellation (a MemoryStore's cannot be cut off)."""
+        return nullcontext() if self._instant else anyio.CancelScope(shield=True)
 
     def _check_open(self) -> None:
         if self._phase != "running":
@@ -486,7 +506,7 @@ class Outbox:
     # -- outcomes ------------------------------------------------------------------------------
 
     async def _finish_delivered(self, receipt: Receipt, result: PostResult) -> None:
-        with anyio.CancelScope(shield=True):
+        with self._shield():
             await self._store.remove(receipt.id)
         self._sending.pop(receipt.id, None)
         receipt._settle(ReceiptState.DELIVERED, result=result, error=None)
@@ -498,7 +518,7 @@ class Outbox:
     ) -> None:
         reason = str(error)
         stored = StoredState.FAILED if state is ReceiptState.FAILED else StoredState.UNKNOWN
-        with anyio.CancelScope(shield=True):
+        with self._shield():
             await self._store.update(receipt.id, stored, reason=reason)
         self._sending.pop(receipt.id, None)
         self._dead[receipt.id] = DeadLetter(

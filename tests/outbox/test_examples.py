@@ -82,6 +82,7 @@ async def test_the_fastapi_service_puts_and_returns_at_once(tmp_path: Path) -> N
             assert anyio.current_time() < 1  # no handler waited for the quota
             bad = await http.post("/notify", params={"text": "  "})
             assert bad.status_code == 422
+            await anyio.sleep(1)
             status = (await http.get("/outbox")).json()
             assert status == {
                 "pending": 2,
