@@ -58,3 +58,20 @@ def check_values() -> None:
         assert_type(limit.remaining, int | None)
     assert_type(RetryPolicy.disabled(), RetryPolicy)
     assert_type(RetryPolicy().deadline, float)
+
+
+async def check_outbox(client: AsyncHookClient) -> None:
+    async with hookapi.Outbox(client, store="outbox.sqlite", concurrency=2) as outbox:
+        assert_type(outbox, hookapi.Outbox)
+        receipt = await outbox.put("hi", ttl=60.0)
+        assert_type(receipt, hookapi.Receipt)
+        assert_type(receipt.id, int)
+        assert_type(receipt.state, hookapi.ReceiptState)
+        assert_type(await receipt.wait(), PostResult)
+        assert_type(outbox.pending, list[hookapi.Receipt])
+        assert_type(outbox.failed(), list[hookapi.DeadLetter])
+        assert_type(outbox.pause_error, hookapi.HookAPIError | None)
+    assert_type(await outbox.aclose(drain_timeout=1.0), list[hookapi.Receipt])
+    store: hookapi.OutboxStore = hookapi.SQLiteStore("outbox.sqlite")
+    assert_type(await store.open(), list[hookapi.StoredMessage])
+    hookapi.Outbox(client, store=hookapi.MemoryStore(), on_full="drop_oldest")
