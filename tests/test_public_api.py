@@ -38,7 +38,16 @@ def test_every_public_name_has_a_docstring(name: str) -> None:
                 assert inspect.getdoc(member), f"{name}.{attr}"
 
 
-@pytest.mark.parametrize("cls", [hookapi.RateLimit, hookapi.RetryPolicy, hookapi.PostResult])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        hookapi.RateLimit,
+        hookapi.RetryPolicy,
+        hookapi.PostResult,
+        hookapi.DeadLetter,
+        hookapi.StoredMessage,
+    ],
+)
 def test_value_objects_are_frozen_and_keyword_only(cls: type) -> None:
     params = dataclasses.fields(cls)
     assert all(field.kw_only for field in params)
