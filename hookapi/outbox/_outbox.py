@@ -149,6 +149,7 @@ class Outbox:
         self._put_lock: anyio.Lock | None = None
         self._stopped: anyio.Event | None = None
         self._sender: anyio.CancelScope | None = None
+        self._closed_event: anyio.Event | None = None
         self._undelivered: list[Receipt] = []
         self._label = f"outbox of {client.url}"
 
@@ -211,6 +212,7 @@ class Outbox:
                 await self._store.aclose()
             raise
         self._stopped = anyio.Event()
+        self._closed_event = anyio.Event()
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
         try:
@@ -305,9 +307,9 @@ class Outbox:
         if self._phase == "new":
             return []
         if self._phase != "running":
-            assert self._stopped is not None
+            assert self._closed_event is not None
             with anyio.CancelScope(shield=True):
-                await self._stopped.wait()
+                await self._closed_event.wait()  # another task may be closing it right now
             return list(self._undelivered)
         self._phase = "closing"
         self._notify()
@@ -336,6 +338,8 @@ class Outbox:
             await self._store.aclose()
         finally:
             self._phase = "closed"
+            assert self._closed_event is not None
+            self._closed_event.set()
             if self._undelivered:
                 logger.info(
                     "hookapi: %s closed with %d message(s) undelivered",

@@ -18,6 +18,7 @@ from hookapi import (
     Outbox,
     OutboxClosedError,
     OutboxFullError,
+    Receipt,
     ReceiptState,
     SQLiteStore,
 )
@@ -249,3 +250,20 @@ async def test_a_surrounding_cancellation_loses_nothing_with_sqlite(
     assert after[: len(before)] == before
     assert list(dict.fromkeys(after)) == [f"m{i}" for i in range(5)]
     assert len(after) - 5 <= 1  # at least once: at most the one in flight is posted twice
+
+
+@ONE_PER_HOUR
+async def test_two_tasks_closing_at_once_get_the_same_answer(
+    emulator: Emulator, client: AsyncHookClient
+) -> None:
+    answers: list[list[Receipt]] = []
+
+    async def close(outbox: Outbox) -> None:
+        answers.append(await outbox.aclose(drain_timeout=60))
+
+    async with Outbox(client) as outbox:
+        receipts = [await outbox.put(f"m{i}") for i in range(3)]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close, outbox)
+            tg.start_soon(close, outbox)
+    assert answers == [receipts[1:], receipts[1:]]
