@@ -34,6 +34,20 @@ from ._retry import RetryPolicy
 from ._secrets import Secret
 from ._sync import HookClient
 from ._version import __version__
+from .outbox import (
+    DeadLetter,
+    MemoryStore,
+    MessageDroppedError,
+    Outbox,
+    OutboxClosedError,
+    OutboxFullError,
+    OutboxStore,
+    Receipt,
+    ReceiptState,
+    SQLiteStore,
+    StoredMessage,
+    StoredState,
+)
 
 if _typing.TYPE_CHECKING:
     from ._http import ConnectionPool
@@ -49,20 +63,32 @@ __all__ = [
     "ClientClosedError",
     "ClientOptions",
     "ConnectionPool",
+    "DeadLetter",
     "Delivery",
     "HookAPIError",
     "HookClient",
     "InternalServerError",
     "InvalidInputError",
+    "MemoryStore",
+    "MessageDroppedError",
     "NotFoundError",
+    "Outbox",
+    "OutboxClosedError",
+    "OutboxFullError",
+    "OutboxStore",
     "PermissionDeniedError",
     "PostResult",
     "RateLimit",
     "RateLimitError",
+    "Receipt",
+    "ReceiptState",
     "RetryPolicy",
+    "SQLiteStore",
     "Secret",
     "ServerError",
     "ServiceUnavailableError",
+    "StoredMessage",
+    "StoredState",
     "WrongEventLoopError",
     "__version__",
 ]

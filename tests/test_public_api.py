@@ -18,7 +18,7 @@ import hookapi
 def test_all_is_sorted_and_complete() -> None:
     assert hookapi.__all__ == sorted(hookapi.__all__)
     public = {n for n in vars(hookapi) if n.isidentifier() and not n.startswith("_")}
-    consumers = {"cli", "emulator", "fastapi", "testing"}
+    consumers = {"cli", "emulator", "fastapi", "outbox", "testing"}
     assert public - {"annotations"} <= set(hookapi.__all__) | consumers
     for name in hookapi.__all__:
         assert hasattr(hookapi, name), name
@@ -34,7 +34,16 @@ def test_every_public_name_has_a_docstring(name: str) -> None:
                 assert inspect.getdoc(member), f"{name}.{attr}"
 
 
-@pytest.mark.parametrize("cls", [hookapi.RateLimit, hookapi.RetryPolicy, hookapi.PostResult])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        hookapi.RateLimit,
+        hookapi.RetryPolicy,
+        hookapi.PostResult,
+        hookapi.DeadLetter,
+        hookapi.StoredMessage,
+    ],
+)
 def test_value_objects_are_frozen_and_keyword_only(cls: type) -> None:
     params = dataclasses.fields(cls)
     assert all(field.kw_only for field in params)
@@ -82,6 +91,8 @@ DOCUMENTED_PATHS = [
     ("hookapi", "RetryPolicy"),
     ("hookapi", "RateLimit"),
     ("hookapi", "Secret"),
+    ("hookapi", "Outbox"),
+    ("hookapi", "SQLiteStore"),
     ("hookapi.emulator", "Emulator"),
     ("hookapi.emulator", "Server"),
     ("hookapi.emulator", "Hook"),

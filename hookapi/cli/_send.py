@@ -1,9 +1,10 @@
 """``hookapi send``: post one message, or each line of standard input, and say what happened.
 
 The hook URL is a credential, so it comes only from ``HOOKAPI_URL`` or a file, never from the
-command line. Lines are sent one after another, in order, as a chat reader expects them; the
-first failure stops the run, and an interrupted run says which lines were posted, which may
-have been, and which were not sent.
+command line. Lines go through an :class:`~hookapi.Outbox`: one after another, in order, as a
+chat reader expects them, each waiting for the quota as long as it takes; the first failure
+stops the run, and an interrupted run says which lines were posted, which may have been, and
+which were not sent.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import stat
 import sys
@@ -25,6 +27,7 @@ from .._exceptions import APIStatusError, HookAPIError
 from .._http import ConnectionPool
 from .._quota import RateLimit
 from .._retry import RetryPolicy
+from ..outbox import DeadLetter, Outbox, Receipt
 from ._common import (
     CommandError,
     ExitCode,
@@ -112,6 +115,7 @@ class _Tracker(httpx.AsyncBaseTransport):
         self._own = own
         self.on_wire = False
         self.posted = False
+        self.successes = 0
 
     def reset(self) -> None:
         self.on_wire = self.posted = False
@@ -125,6 +129,7 @@ class _Tracker(httpx.AsyncBaseTransport):
             raise
         self.on_wire = False
         self.posted = self.posted or response.is_success
+        self.successes += response.is_success
         return response
 
     async def aclose(self) -> None:
@@ -235,6 +240,62 @@ class _Sender:
             run.elapsed = anyio.current_time() - started
             self.progress.close()
 
+    async def send_batch(self, client: AsyncHookClient, tracker: _Tracker) -> None:
+        """Send every line through an outbox, in order; stop at the first line that fails."""
+        run = self.run
+        started = anyio.current_time()
+        receipts: list[tuple[int, Receipt]] = []
+        stop = anyio.CancelScope()
+
+        def failed(letter: DeadLetter) -> None:
+            outbox.pause()  # before the next line starts
+            stop.cancel()
+
+        outbox = Outbox(
+            client,
+            max_size=len(run.lines),
+            drain_timeout=math.inf,
+            on_pause=lambda error: stop.cancel(),
+            on_dead_letter=failed,
+        )
+        try:
+            with stop:
+                async with outbox:
+                    for number, text in run.lines:
+                        receipts.append((number, await outbox.put(text)))
+                    for number, receipt in receipts:
+                        try:
+                            await receipt.wait()
+                        except HookAPIError:
+                            break  # reported below, with the lines not sent
+                        self._record(number, receipt)
+        finally:
+            # Whatever ended the run, every line posted so far is on record, in order.
+            for number, receipt in receipts[len(run.sent) :]:
+                if receipt.result is None:
+                    break
+                self._record(number, receipt)
+            run.elapsed = anyio.current_time() - started
+            self.progress.close()
+            # Each posted line had one successful answer: one more means the line being sent
+            # was posted and the run stopped before the client could say so.
+            tracker.posted = tracker.successes > len(run.sent)
+        if len(run.sent) < len(receipts):
+            number, receipt = receipts[len(run.sent)]
+            error = receipt.error if receipt.state.is_final else outbox.pause_error
+            if error is not None:
+                run.failed = (number, error)
+                self.emit(number, _error_json(error))
+
+    def _record(self, number: int, receipt: Receipt) -> None:
+        run = self.run
+        result = receipt.result
+        assert result is not None
+        run.sent.append((number, result))
+        run.rate_limit = result.rate_limit or run.rate_limit
+        self.emit(number, _result_json(result))
+        self.progress.update(len(run.sent), f"line {number}")
+
     def interrupted(self, tracker: _Tracker) -> None:
         """Record what became of the line being sent when the run was interrupted."""
         run = self.run
@@ -323,7 +384,10 @@ async def _send(
             allow_insecure_http=args.allow_insecure_http,
         )
         async with client:
-            signum = await run_until_signal(lambda: sender.send_all(client, tracker))
+            if sender.batch:
+                signum = await run_until_signal(lambda: sender.send_batch(client, tracker))
+            else:
+                signum = await run_until_signal(lambda: sender.send_all(client, tracker))
         if signum is not None:
             sender.interrupted(tracker)
         return signum

@@ -130,3 +130,42 @@ def test_ctrl_c_on_the_wire_without_json(cli: RunCLI, emulator: Emulator, hook_u
     ran = cli("send", "hi", transport=_CtrlCOn(emulator.transport(), at=1))
     assert ran.code == ExitCode.INTERRUPTED
     assert ran.err == "hookapi send: interrupted: the message may or may not have been posted.\n"
+
+
+@pytest.fixture
+def ctrl_c_while_waiting_for_quota() -> Iterator[None]:
+    """Presses Ctrl-C when the client logs that it waits for the quota."""
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting up to" in record.getMessage():
+                signal.raise_signal(signal.SIGINT)
+
+    logger = logging.getLogger("hookapi")
+    handler = Handler()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.mark.parametrize("emulator", [{"per_hour": 2, "window": "sliding"}], indirect=True)
+@pytest.mark.usefixtures("ctrl_c_while_waiting_for_quota")
+def test_stdin_waits_for_the_quota_until_ctrl_c(
+    cli: RunCLI, emulator: Emulator, hook_url: str
+) -> None:
+    # Past the quota the third line waits for it (it used to fail at once): Ctrl-C says so.
+    ran = cli("send", "--stdin", stdin="a\nb\nc\n")
+    assert ran.code == ExitCode.INTERRUPTED
+    assert "interrupted: sent 2 of 3 messages (lines 1-2); line 3 was not sent." in ran.err
+    assert texts(emulator) == ["a", "b"]
+
+
+def test_ctrl_c_after_the_answer_arrived_in_a_batch(cli: RunCLI, hook_url: str) -> None:
+    ran = cli("send", "--stdin", stdin="a\nb\n", transport=_CtrlCWhileReading())
+    assert ran.code == ExitCode.INTERRUPTED
+    assert "interrupted: sent 1 of 2 messages (line 1); line 2 was not sent." in ran.err

@@ -85,3 +85,20 @@ def check_sync_client(client: HookClient) -> None:
         assert_type(result, PostResult)
     assert_type(client.rate_limit, RateLimit | None)
     assert_type(client.is_closed, bool)
+
+
+async def check_outbox(client: AsyncHookClient) -> None:
+    async with hookapi.Outbox(client, store="outbox.sqlite", concurrency=2) as outbox:
+        assert_type(outbox, hookapi.Outbox)
+        receipt = await outbox.put("hi", ttl=60.0)
+        assert_type(receipt, hookapi.Receipt)
+        assert_type(receipt.id, int)
+        assert_type(receipt.state, hookapi.ReceiptState)
+        assert_type(await receipt.wait(), PostResult)
+        assert_type(outbox.pending, list[hookapi.Receipt])
+        assert_type(outbox.failed(), list[hookapi.DeadLetter])
+        assert_type(outbox.pause_error, hookapi.HookAPIError | None)
+    assert_type(await outbox.aclose(drain_timeout=1.0), list[hookapi.Receipt])
+    store: hookapi.OutboxStore = hookapi.SQLiteStore("outbox.sqlite")
+    assert_type(await store.open(), list[hookapi.StoredMessage])
+    hookapi.Outbox(client, store=hookapi.MemoryStore(), on_full="drop_oldest")

@@ -1,0 +1,36 @@
+"""The outbox: a bot's messages delivered in order, as fast as the quota allows, and kept.
+
+:class:`Outbox` queues messages in front of an :class:`~hookapi.AsyncHookClient` and posts
+them with no deadline, one at a time in ``put`` order by default; :class:`SQLiteStore` keeps
+them across crashes and restarts. Everything here is re-exported by :mod:`hookapi`; it uses
+the client and the client never uses it.
+"""
+
+from __future__ import annotations
+
+from ._outbox import Outbox
+from ._receipt import (
+    DeadLetter,
+    MessageDroppedError,
+    OutboxClosedError,
+    OutboxFullError,
+    Receipt,
+    ReceiptState,
+)
+from ._sqlite import SQLiteStore
+from ._stores import MemoryStore, OutboxStore, StoredMessage, StoredState
+
+__all__ = [
+    "DeadLetter",
+    "MemoryStore",
+    "MessageDroppedError",
+    "Outbox",
+    "OutboxClosedError",
+    "OutboxFullError",
+    "OutboxStore",
+    "Receipt",
+    "ReceiptState",
+    "SQLiteStore",
+    "StoredMessage",
+    "StoredState",
+]

@@ -1,0 +1,657 @@
+"""The :class:`Outbox`: an ordered queue in front of one client, as fast as the quota allows.
+
+Producers ``put`` and move on; a fixed set of sender tasks (``concurrency`` of them, in one
+anyio task group the outbox owns) takes messages from the head of the queue and posts each
+with no deadline, so a burst larger than the quota waits for it instead of failing. What the
+service refuses for good becomes a dead letter; what means the hook itself is gone pauses
+the outbox; everything else is tried again until it goes through.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Literal, Self
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from .._client import AsyncHookClient, PostResult
+from .._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    ClientClosedError,
+    Delivery,
+    HookAPIError,
+    InvalidInputError,
+    RateLimitError,
+)
+from .._validate import check_timeout, encode_message
+from ._receipt import (
+    DeadLetter,
+    OutboxClosedError,
+    OutboxFullError,
+    Receipt,
+    ReceiptState,
+    dropped_error,
+)
+from ._sqlite import SQLiteStore
+from ._stores import MemoryStore, OutboxStore, StoredMessage, StoredState
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Outbox"]
+
+logger = logging.getLogger("hookapi")
+
+#: Statuses that mean the hook itself is gone or denied: every queued message would fail too.
+PAUSE_STATUSES = frozenset({401, 403, 404})
+
+
+class Outbox:
+    """A queue of messages for one hook, delivered in order and as fast as its quota allows.
+
+    Use it as ``async with Outbox(client) as outbox:``; ``put`` returns at once with a
+    :class:`Receipt` (after the commit, with a durable store), and the outbox's sender tasks
+    post each message through ``client`` without a deadline: a burst larger than the quota
+    waits for it rather than failing. Leaving the block drains it for up to ``drain_timeout``.
+
+    Args:
+        client: The client to post through (it stays the caller's: the outbox never closes it).
+        store: Where messages are kept: a :class:`MemoryStore` (the default), a
+            :class:`SQLiteStore`, or a path, short for ``SQLiteStore(path)``.
+        max_size: Messages the outbox holds at most, queued or being sent.
+        on_full: What ``put`` does when ``max_size`` are held: ``"wait"`` for room,
+            ``"raise"`` :class:`OutboxFullError`, or ``"drop_oldest"`` queued message.
+        concurrency: Messages posted at once. 1 (the default) posts one at a time, so they
+            arrive in ``put`` order; with more they start in that order.
+        drain_timeout: Seconds leaving ``async with`` spends delivering what is queued
+            (``math.inf``: until all is delivered).
+        delivery: ``"at_least_once"`` resends a message whose fate is unknown (an answer
+            lost, or a crash mid-send), which may post it twice; ``"at_most_once"`` never
+            resends it and reports it ``UNKNOWN`` instead, which may lose it.
+        on_pause: Called with the error when the service answers 401, 403 or 404, which
+            pauses the outbox until :meth:`resume` (see :attr:`paused`).
+        on_dead_letter: Called with each new :class:`DeadLetter`, before the next message
+            starts (so calling :meth:`pause` from it stops the queue right there).
+
+    Example:
+        >>> import hookapi
+        >>> async def main(client: hookapi.AsyncHookClient) -> None:
+        ...     async with hookapi.Outbox(client, store="outbox.sqlite") as outbox:
+        ...         receipt = await outbox.put("Deploy finished")
+        ...     print(receipt.state)
+    """
+
+    def __init__(
+        self,
+        client: AsyncHookClient,
+        *,
+        store: OutboxStore | str | os.PathLike[str] | None = None,
+        max_size: int = 10_000,
+        on_full: Literal["wait", "raise", "drop_oldest"] = "wait",
+        concurrency: int = 1,
+        drain_timeout: float = 30.0,
+        delivery: Literal["at_least_once", "at_most_once"] = "at_least_once",
+        on_pause: Callable[[HookAPIError], object] | None = None,
+        on_dead_letter: Callable[[DeadLetter], object] | None = None,
+    ) -> None:
+        if not isinstance(client, AsyncHookClient):
+            raise InvalidInputError(
+                f"client must be an AsyncHookClient, not {type(client).__name__}."
+            )
+        if store is None:
+            store = MemoryStore()
+        elif isinstance(store, str | os.PathLike):
+            store = SQLiteStore(store)
+        elif not isinstance(store, OutboxStore):
+            raise InvalidInputError(
+                f"store must be an OutboxStore or a path, not {type(store).__name__}."
+            )
+        self._client = client
+        self._store: OutboxStore = store
+        # A MemoryStore never suspends: its calls can be neither interleaved nor cut off, so
+        # they need no lock or shield (the cost of which would show in every message).
+        self._instant = type(store) is MemoryStore
+        self._max_size = _check_count("max_size", max_size)
+        if on_full not in ("wait", "raise", "drop_oldest"):
+            raise InvalidInputError(
+                f"on_full must be 'wait', 'raise' or 'drop_oldest', not {on_full!r}."
+            )
+        self._on_full = on_full
+        self._concurrency = _check_count("concurrency", concurrency)
+        self._drain_timeout = check_timeout("drain_timeout", drain_timeout)
+        if delivery not in ("at_least_once", "at_most_once"):
+            raise InvalidInputError(
+                f"delivery must be 'at_least_once' or 'at_most_once', not {delivery!r}."
+            )
+        self._at_most_once = delivery == "at_most_once"
+        for name, callback in (("on_pause", on_pause), ("on_dead_letter", on_dead_letter)):
+            if callback is not None and not callable(callback):
+                raise InvalidInputError(f"{name} must be callable.")
+        self._on_pause = on_pause
+        self._on_dead_letter = on_dead_letter
+        self._queue: deque[Receipt] = deque()
+        self._sending: dict[int, Receipt] = {}
+        self._dead: dict[int, DeadLetter] = {}
+        self._paused = False
+        self._pause_error: HookAPIError | None = None
+        self._phase: Literal["new", "running", "closing", "closed"] = "new"
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._changed: anyio.Event | None = None
+        self._put_lock: anyio.Lock | None = None
+        self._stopped: anyio.Event | None = None
+        self._sender: anyio.CancelScope | None = None
+        self._closed_event: anyio.Event | None = None
+        self._undelivered: list[Receipt] = []
+        self._label = f"outbox of {client.url}"
+
+    def __repr__(self) -> str:
+        return (
+            f"<Outbox {self._phase} hook_id={self._client.hook_id!r} "
+            f"pending={len(self._queue) + len(self._sending)} dead={len(self._dead)}>"
+        )
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> list[Receipt]:
+        """The receipts of the messages not yet delivered or given up, oldest first."""
+        return sorted([*self._sending.values(), *self._queue], key=lambda r: r.id)
+
+    @property
+    def paused(self) -> bool:
+        """True while paused, when no message starts until :meth:`resume`."""
+        return self._paused
+
+    @property
+    def pause_error(self) -> HookAPIError | None:
+        """The 401/403/404 answer that paused the outbox, if that is why it is paused."""
+        return self._pause_error
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` has started: ``put`` refuses new messages."""
+        return self._phase in ("closing", "closed")
+
+    def failed(self) -> list[DeadLetter]:
+        """The dead letters (``FAILED`` and ``UNKNOWN`` messages), oldest first."""
+        return [self._dead[id] for id in sorted(self._dead)]
+
+    def pause(self) -> None:
+        """Start no new message until :meth:`resume`; those being sent finish first."""
+        if not self._paused:
+            self._paused = True
+            logger.info("hookapi: %s paused", self._label, extra={"hookapi_event": "outbox"})
+
+    def resume(self) -> None:
+        """Resume sending after a pause (once the hook is back); the paused message goes first."""
+        if self._paused:
+            self._paused = False
+            self._pause_error = None
+            logger.info("hookapi: %s resumed", self._label, extra={"hookapi_event": "outbox"})
+            self._notify()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._phase != "new":
+            raise OutboxClosedError("This Outbox has already run; create a new one.")
+        rows = await self._store.open()
+        try:
+            await self._resume(rows)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._store.aclose()
+            raise
+        self._stopped = anyio.Event()
+        self._closed_event = anyio.Event()
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        try:
+            self._sender = await self._tasks.start(self._run_sender)
+        except BaseException as exc:
+            await self._tasks.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._phase = "running"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> bool | None:
+        handled: bool | None = None
+        try:
+            await self.aclose()
+        finally:
+            tasks, self._tasks = self._tasks, None
+            if tasks is not None:
+                # The senders have stopped: an error from the block is not theirs, and handing
+                # it to the task group would only wrap it in an exception group.
+                if not isinstance(exc_value, anyio.get_cancelled_exc_class()):
+                    exc_type = exc_value = traceback = None
+                handled = await tasks.__aexit__(exc_type, exc_value, traceback)
+        return handled
+
+    async def _run_sender(
+        self, *, task_status: anyio.abc.TaskStatus[anyio.CancelScope] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        # Its own scope: closing cancels the senders, never the task inside `async with`.
+        try:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as workers:
+                    for _ in range(self._concurrency):
+                        workers.start_soon(self._worker)
+                    task_status.started(scope)
+        finally:
+            assert self._stopped is not None
+            self._stopped.set()
+
+    async def _resume(self, rows: list[StoredMessage]) -> None:
+        """Queue what an earlier run left, in order; settle what it left half-sent."""
+        now, wall = anyio.current_time(), time.time()
+        for row in rows:
+            if row.state is StoredState.FAILED or row.state is StoredState.UNKNOWN:
+                self._dead[row.id] = DeadLetter(
+                    id=row.id,
+                    text=row.text,
+                    state=ReceiptState(row.state.value),
+                    reason=row.reason or "",
+                )
+                continue
+            if row.state is StoredState.SENDING and self._at_most_once:
+                reason = (
+                    f"Message {row.id} was being sent when the last run stopped; "
+                    "it may or may not have been posted, and at_most_once never resends it."
+                )
+                await self._store.update(row.id, StoredState.UNKNOWN, reason=reason)
+                self._dead[row.id] = DeadLetter(
+                    id=row.id, text=row.text, state=ReceiptState.UNKNOWN, reason=reason
+                )
+                logger.warning("hookapi: %s: %s", self._label, reason, extra=_extra(row.id))
+                continue
+            # A monotonic clock does not survive a restart: a ttl is stored as wall-clock time.
+            expires = None if row.expires_at is None else now + (row.expires_at - wall)
+            self._queue.append(Receipt(row.id, row.text, expires_at=expires))
+        if self._queue:
+            logger.info(
+                "hookapi: %s: resuming %d undelivered message(s)",
+                self._label,
+                len(self._queue),
+                extra={"hookapi_event": "outbox"},
+            )
+
+    async def aclose(self, drain_timeout: float | None = None) -> list[Receipt]:
+        """Stop accepting, deliver what can be until ``drain_timeout``, stop, and report.
+
+        Args:
+            drain_timeout: Seconds to keep delivering (default: the outbox's; ``math.inf``:
+                until all is delivered). A paused outbox stops at once.
+
+        Returns:
+            The receipts of the messages not delivered, oldest first. A durable store keeps
+            them for the next start; their :meth:`Receipt.wait` raises
+            :class:`OutboxClosedError`. Calling ``aclose`` again returns the same list.
+        """
+        timeout = self._drain_timeout if drain_timeout is None else drain_timeout
+        timeout = check_timeout("drain_timeout", timeout)
+        if self._phase == "new":
+            return []
+        if self._phase != "running":
+            assert self._closed_event is not None
+            with anyio.CancelScope(shield=True):
+                await self._closed_event.wait()  # another task may be closing it right now
+            return list(self._undelivered)
+        self._phase = "closing"
+        self._notify()
+        try:
+            with anyio.move_on_after(timeout):
+                while (self._queue or self._sending) and not self._paused:
+                    await self._wait_changed()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._stop()
+        return list(self._undelivered)
+
+    async def _stop(self) -> None:
+        assert self._sender is not None
+        assert self._stopped is not None
+        self._sender.cancel()
+        await self._stopped.wait()
+        self._undelivered = self.pending
+        error = OutboxClosedError(
+            "The outbox closed before this message was delivered; a durable store keeps it "
+            "for the next start."
+        )
+        for receipt in self._undelivered:
+            receipt._settle(ReceiptState.QUEUED, error=error)
+        try:
+            await self._store.aclose()
+        finally:
+            self._phase = "closed"
+            assert self._closed_event is not None
+            self._closed_event.set()
+            if self._undelivered:
+                logger.info(
+                    "hookapi: %s closed with %d message(s) undelivered",
+                    self._label,
+                    len(self._undelivered),
+                    extra={"hookapi_event": "outbox"},
+                )
+
+    # -- accepting -----------------------------------------------------------------------------
+
+    async def put(self, text: str, *, ttl: float | None = None) -> Receipt:
+        """Accept a message for delivery; return its receipt (after the commit, if durable).
+
+        Args:
+            text: The message, checked as :meth:`AsyncHookClient.post_message` checks it.
+            ttl: Seconds after which it is dropped if not yet sent (default: never).
+
+        Raises:
+            InvalidInputError: ``text`` or ``ttl`` is not valid (nothing is queued).
+            OutboxFullError: ``max_size`` messages are held and ``on_full="raise"``.
+            OutboxClosedError: The outbox is not running (not entered, or closing).
+        """
+        encode_message(text)
+        ttl = None if ttl is None else check_timeout("ttl", ttl)
+        self._check_open()
+        if self._instant and len(self._queue) + len(self._sending) < self._max_size:
+            # A cancellation point, not a scheduling one (as asyncio.Queue.put when not
+            # full): a producer's burst is taken in one go, and the senders then drain it.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            self._check_open()
+            receipt = await self._accept(text, ttl)
+        else:
+            if self._put_lock is None:
+                self._put_lock = anyio.Lock()
+            # One put at a time from here: ids, the queue and the store agree on the order.
+            async with self._put_lock:
+                await self._make_room()
+                # Shielded: once the store has committed the message, it must reach the queue.
+                with anyio.CancelScope(shield=True):
+                    receipt = await self._accept(text, ttl)
+        self._log_state(receipt)
+        self._notify()
+        return receipt
+
+    async def _accept(self, text: str, ttl: float | None) -> Receipt:
+        now = anyio.current_time()
+        wall = None if ttl is None else time.time() + ttl
+        id = await self._store.add(text, expires_at=wall)
+        receipt = Receipt(id, text, expires_at=None if ttl is None else now + ttl)
+        self._queue.append(receipt)
+        return receipt
+
+    def _shield(self) -> AbstractContextManager[object]:
+        """Protect a store call from cancellation (a MemoryStore's cannot be cut off)."""
+        return nullcontext() if self._instant else anyio.CancelScope(shield=True)
+
+    def _check_open(self) -> None:
+        if self._phase != "running":
+            state = "is not started (use async with)" if self._phase == "new" else "is closed"
+            raise OutboxClosedError(f"The {self._label} {state}; the message was not accepted.")
+
+    async def _make_room(self) -> None:
+        while len(self._queue) + len(self._sending) >= self._max_size:
+            self._check_open()
+            if self._on_full == "raise":
+                raise OutboxFullError(
+                    f"The {self._label} holds {self._max_size} messages, its max_size."
+                )
+            if self._on_full == "drop_oldest" and self._queue:
+                oldest = self._queue.popleft()
+                with anyio.CancelScope(shield=True):
+                    await self._drop(
+                        oldest, "newer messages needed the room (on_full='drop_oldest')"
+                    )
+                continue
+            await self._wait_changed()
+        self._check_open()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            receipt = await self._next()
+            await self._deliver(receipt)
+
+    async def _next(self) -> Receipt:
+        while self._paused or not self._queue:
+            await self._wait_changed()
+        receipt = self._queue.popleft()
+        self._sending[receipt.id] = receipt
+        self._notify()
+        return receipt
+
+    async def _deliver(self, receipt: Receipt) -> None:
+        """Post one message until it is delivered, given up, or handed back (pause, cancel)."""
+        settled = paused = False
+        try:
+            settled = await self._attempt_all(receipt)
+            paused = not settled
+        finally:
+            if not settled:
+                # Paused, or cancelled (the outbox is closing): the message goes back in line.
+                with anyio.CancelScope(shield=True):
+                    await self._hand_back(receipt, cancelled=not paused)
+
+    async def _attempt_all(self, receipt: Receipt) -> bool:
+        receipt.state = ReceiptState.SENDING
+        self._log_state(receipt)
+        if self._at_most_once:
+            await self._store.update(receipt.id, StoredState.SENDING)
+        rounds = 0
+        while True:
+            now = anyio.current_time()
+            if receipt.expires_at is not None and now >= receipt.expires_at:
+                await self._finish_dropped(receipt, "its ttl passed before it could be sent")
+                return True
+            deadline = math.inf if receipt.expires_at is None else receipt.expires_at - now
+            try:
+                result = await self._client.post_message(receipt.text, deadline=deadline)
+            except HookAPIError as exc:
+                rounds += 1
+                verdict = self._verdict(exc, receipt)
+                if verdict == "pause":
+                    self._pause(exc)
+                    return False
+                if verdict == "drop":
+                    await self._finish_dropped(receipt, "its ttl passed before it could be sent")
+                    return True
+                if verdict in ("failed", "unknown"):
+                    await self._finish_dead(receipt, exc, ReceiptState(verdict))
+                    return True
+                delay = self._client.retry_policy.backoff(rounds, exc)
+                logger.info(
+                    "hookapi: %s: message %d not sent yet (%s); trying again in %.3f s",
+                    self._label,
+                    receipt.id,
+                    type(exc).__name__,
+                    delay,
+                    extra={**_extra(receipt.id), "hookapi_delay": delay},
+                )
+                await anyio.sleep(delay)
+            else:
+                await self._finish_delivered(receipt, result)
+                return True
+
+    def _verdict(
+        self, exc: HookAPIError, receipt: Receipt
+    ) -> Literal["pause", "drop", "failed", "unknown", "retry"]:
+        expired = receipt.expires_at is not None and (
+            anyio.current_time() >= receipt.expires_at
+            or (isinstance(exc, RateLimitError) and exc.local)
+        )
+        if isinstance(exc, ClientClosedError):
+            return "pause"
+        if isinstance(exc, APIStatusError) and exc.status_code in PAUSE_STATUSES:
+            return "pause"
+        if exc.delivery is Delivery.UNKNOWN:
+            return "unknown" if self._at_most_once or expired else "retry"
+        if expired:
+            return "drop"
+        if isinstance(exc, APIStatusError):
+            transient = exc.status_code == 429 or exc.status_code >= 500
+            if transient or exc.status_code in self._client.retry_policy.retry_statuses:
+                return "retry"
+            return "failed"
+        return "retry" if isinstance(exc, APIConnectionError) else "failed"
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    async def _finish_delivered(self, receipt: Receipt, result: PostResult) -> None:
+        with self._shield():
+            await self._store.remove(receipt.id)
+        self._sending.pop(receipt.id, None)
+        receipt._settle(ReceiptState.DELIVERED, result=result, error=None)
+        self._log_state(receipt)
+        self._notify()
+
+    async def _finish_dead(
+        self, receipt: Receipt, error: HookAPIError, state: ReceiptState
+    ) -> None:
+        reason = str(error)
+        stored = StoredState.FAILED if state is ReceiptState.FAILED else StoredState.UNKNOWN
+        with self._shield():
+            await self._store.update(receipt.id, stored, reason=reason)
+        self._sending.pop(receipt.id, None)
+        self._dead[receipt.id] = DeadLetter(
+            id=receipt.id, text=receipt.text, state=state, reason=reason, error=error
+        )
+        receipt._settle(state, error=error)
+        logger.warning(
+            "hookapi: %s: message %d is a dead letter (%s): %s",
+            self._label,
+            receipt.id,
+            state.value,
+            reason,
+            extra={**_extra(receipt.id), "hookapi_state": state.value},
+        )
+        self._notify()
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(self._dead[receipt.id])
+
+    async def _finish_dropped(self, receipt: Receipt, why: str) -> None:
+        self._sending.pop(receipt.id, None)
+        await self._drop(receipt, why)
+
+    async def _drop(self, receipt: Receipt, why: str) -> None:
+        await self._store.remove(receipt.id)
+        receipt._settle(ReceiptState.DROPPED, error=dropped_error(receipt, why))
+        logger.warning(
+            "hookapi: %s: message %d dropped: %s",
+            self._label,
+            receipt.id,
+            why,
+            extra={**_extra(receipt.id), "hookapi_state": "dropped"},
+        )
+        self._notify()
+
+    async def _hand_back(self, receipt: Receipt, *, cancelled: bool) -> None:
+        """Put an unfinished message back at its place in line, or settle it as unknown."""
+        self._sending.pop(receipt.id, None)
+        if self._at_most_once and cancelled:
+            # Cancelled mid-send: it may be on the wire, and at_most_once must not resend it.
+            error = OutboxClosedError(
+                f"Message {receipt.id} was being sent when the outbox stopped; it may or may "
+                "not have been posted.",
+                delivery=Delivery.UNKNOWN,
+            )
+            await self._finish_dead(receipt, error, ReceiptState.UNKNOWN)
+            return
+        if self._at_most_once:
+            await self._store.update(receipt.id, StoredState.QUEUED)
+        receipt._requeue()
+        index = 0
+        while index < len(self._queue) and self._queue[index].id < receipt.id:
+            index += 1
+        self._queue.insert(index, receipt)
+        self._log_state(receipt)
+        self._notify()
+
+    def _pause(self, error: HookAPIError) -> None:
+        first = self._pause_error is None
+        self._paused = True
+        self._pause_error = self._pause_error or error
+        if first:
+            logger.warning(
+                "hookapi: %s paused: %s Queued messages wait until resume().",
+                self._label,
+                error,
+                extra={"hookapi_event": "outbox"},
+            )
+            self._notify()
+            if self._on_pause is not None:
+                self._on_pause(error)
+
+    # -- dead letters --------------------------------------------------------------------------
+
+    async def retry(self, letter: DeadLetter | int, *, ttl: float | None = None) -> Receipt:
+        """Put a dead letter back at the end of the queue; return its new receipt.
+
+        Raises:
+            KeyError: There is no such dead letter.
+            OutboxClosedError: The outbox is not running.
+        """
+        id = letter.id if isinstance(letter, DeadLetter) else letter
+        dead = self._dead[id]
+        receipt = await self.put(dead.text, ttl=ttl)
+        await self.discard(id)
+        return receipt
+
+    async def discard(self, letter: DeadLetter | int) -> None:
+        """Forget a dead letter for good (from the store too).
+
+        Raises:
+            KeyError: There is no such dead letter.
+        """
+        id = letter.id if isinstance(letter, DeadLetter) else letter
+        if id not in self._dead:
+            raise KeyError(f"The {self._label} has no dead letter {id}.")
+        self._check_open()
+        del self._dead[id]
+        await self._store.remove(id)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _wait_changed(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def _log_state(self, receipt: Receipt) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "hookapi: %s: message %d %s",
+                self._label,
+                receipt.id,
+                receipt.state.value,
+                extra={**_extra(receipt.id), "hookapi_state": receipt.state.value},
+            )
+
+
+def _extra(id: int) -> dict[str, object]:
+    return {"hookapi_event": "outbox", "hookapi_message_id": id}
+
+
+def _check_count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{name} must be an int, not {type(value).__name__}.")
+    if value < 1:
+        raise InvalidInputError(f"{name} must be at least 1, not {value}.")
+    return value

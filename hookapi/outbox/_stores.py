@@ -1,0 +1,106 @@
+"""Where an outbox keeps its messages: the :class:`OutboxStore` protocol and :class:`MemoryStore`.
+
+The outbox holds its queue in memory either way; a store is its record, read once at start
+(to resume what an earlier run left) and written at each step a restart must know about:
+accepted, handed to the network (``at_most_once`` only), given up, delivered.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["MemoryStore", "OutboxStore", "StoredMessage", "StoredState"]
+
+
+class StoredState(enum.StrEnum):
+    """A stored message's state: what a restart must do with it."""
+
+    QUEUED = "queued"  # send it
+    SENDING = "sending"  # at_most_once: it may have been sent, so it is now unknown
+    FAILED = "failed"  # a dead letter: refused for good
+    UNKNOWN = "unknown"  # a dead letter: may have been posted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredMessage:
+    """One stored message.
+
+    Attributes:
+        id: Its id, increasing in the order messages were accepted.
+        text: The message.
+        state: What a restart does with it.
+        expires_at: Wall-clock time (``time.time()``) after which it is dropped unsent, if any.
+        reason: Why it is a dead letter, for ``FAILED`` and ``UNKNOWN``.
+    """
+
+    id: int
+    text: str
+    state: StoredState
+    expires_at: float | None = None
+    reason: str | None = None
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """What an :class:`~hookapi.Outbox` needs from a store (one outbox uses a store at a time)."""
+
+    async def open(self) -> list[StoredMessage]:
+        """Open the store; return every message it holds, oldest first."""
+
+    async def add(self, text: str, *, expires_at: float | None) -> int:
+        """Record a new queued message; return its id only once it is durable."""
+
+    async def update(self, id: int, state: StoredState, *, reason: str | None = None) -> None:
+        """Record a message's new state."""
+
+    async def remove(self, id: int) -> None:
+        """Forget a message (delivered, dropped, or discarded)."""
+
+    async def aclose(self) -> None:
+        """Release what :meth:`open` took; the messages stay for the next :meth:`open`."""
+
+
+class MemoryStore:
+    """Keeps messages in this process only: fast, and gone when the process ends.
+
+    A new outbox given the same ``MemoryStore`` resumes what the last one left, which is all
+    the durability it offers; use :class:`~hookapi.SQLiteStore` to survive a restart.
+    """
+
+    __slots__ = ("_messages", "_next_id")
+
+    def __init__(self) -> None:
+        self._messages: dict[int, StoredMessage] = {}
+        self._next_id = 1
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore messages={len(self._messages)}>"
+
+    async def open(self) -> list[StoredMessage]:
+        """Return the messages a previous outbox left, oldest first."""
+        return sorted(self._messages.values(), key=lambda message: message.id)
+
+    async def add(self, text: str, *, expires_at: float | None) -> int:
+        """Keep a new queued message and return its id."""
+        id = self._next_id
+        self._next_id += 1
+        self._messages[id] = StoredMessage(
+            id=id, text=text, state=StoredState.QUEUED, expires_at=expires_at
+        )
+        return id
+
+    async def update(self, id: int, state: StoredState, *, reason: str | None = None) -> None:
+        """Record a message's new state."""
+        old = self._messages[id]
+        self._messages[id] = StoredMessage(
+            id=id, text=old.text, state=state, expires_at=old.expires_at, reason=reason
+        )
+
+    async def remove(self, id: int) -> None:
+        """Forget a message."""
+        self._messages.pop(id, None)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
