@@ -6,7 +6,9 @@ Install with ``pip install "hookapi[fastapi]"``. Three pieces, each usable alone
   closes it when the app stops, around the app's own lifespan if it has one, and hands it to
   handlers through the lifespan state (``request.state.hook_client``), as Starlette documents;
 - :data:`AsyncHookClientDep`, ``Annotated[AsyncHookClient, Depends(get_hook_client)]``, gives a
-  handler that client;
+  handler that client; with ``hook_lifespan(outbox=True)`` the app also gets one
+  :class:`~hookapi.Outbox`, and :data:`OutboxDep` gives it to handlers, which ``put`` and
+  return at once while the outbox delivers, in order, and drains on shutdown;
 - :func:`add_exception_handlers` answers hookapi's errors with the status that says what went
   wrong (422, 429 with ``Retry-After``, 502, 503, 504), never showing the secret.
 
@@ -49,19 +51,25 @@ from ._exceptions import (
     RateLimitError,
     ServiceUnavailableError,
 )
+from .outbox import Outbox, OutboxClosedError, OutboxFullError
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
+    "OUTBOX_STATE_KEY",
     "STATE_KEY",
     "AsyncHookClientDep",
+    "OutboxDep",
     "add_exception_handlers",
     "error_response",
     "get_hook_client",
+    "get_outbox",
     "hook_lifespan",
 ]
 
 #: The lifespan state key (and so the ``request.state`` attribute) holding the client.
 STATE_KEY: Final = "hook_client"
+#: The lifespan state key holding the outbox, with ``hook_lifespan(outbox=...)``.
+OUTBOX_STATE_KEY: Final = "hook_outbox"
 #: ``Retry-After`` seconds sent with a 429 when the service named no wait.
 DEFAULT_RETRY_AFTER: Final = 60
 
@@ -74,6 +82,7 @@ def hook_lifespan(
     *,
     url: str | None = None,
     env_var: str = ENV_VAR,
+    outbox: bool | Callable[[AsyncHookClient], Outbox] = False,
     **options: Unpack[ClientOptions],
 ) -> Callable[[_App], AbstractAsyncContextManager[dict[str, Any]]]:
     """A lifespan that opens one client for the app, around the app's own ``lifespan``.
@@ -83,14 +92,18 @@ def hook_lifespan(
     opened before the app's own lifespan runs and closed after it has finished, and it joins
     the state that lifespan yields under :data:`STATE_KEY`.
 
-    The state is a plain mapping, so that more resources can join it under keys of their own
-    (an outbox, say, opened and closed the same way).
+    With ``outbox``, an :class:`~hookapi.Outbox` on that client joins the state under
+    :data:`OUTBOX_STATE_KEY`: it starts before the app's own lifespan and, when the app stops,
+    drains for its ``drain_timeout`` (what is left stays in a durable store for the next start)
+    before the client closes.
 
     Args:
         lifespan: The app's own lifespan, if it has one; what it yields (a mapping, or
             nothing) is kept in the state.
         url: The hook URL; default: read ``env_var`` when the app starts.
         env_var: The environment variable holding the hook URL.
+        outbox: ``True`` for an ``Outbox(client)`` with its defaults (in memory), or a factory
+            such as ``lambda client: Outbox(client, store="outbox.sqlite")``.
         **options: Client options (:class:`~hookapi.ClientOptions`), such as ``timeout``.
 
     Returns:
@@ -98,7 +111,8 @@ def hook_lifespan(
 
     Raises:
         InvalidInputError: At start-up, when the URL is missing or invalid.
-        RuntimeError: At start-up, when the app's own lifespan yields :data:`STATE_KEY` too.
+        RuntimeError: At start-up, when the app's own lifespan yields :data:`STATE_KEY` or
+            :data:`OUTBOX_STATE_KEY` too.
     """
 
     @asynccontextmanager
@@ -110,14 +124,24 @@ def hook_lifespan(
                 client = AsyncHookClient.from_env(env_var=env_var, **options)
             await stack.enter_async_context(client)
             state: dict[str, Any] = {}
+            if outbox is not False:
+                made = Outbox(client) if outbox is True else outbox(client)
+                if not isinstance(made, Outbox):
+                    raise InvalidInputError(
+                        f"hook_lifespan's outbox factory returned {type(made).__name__}, "
+                        "not an Outbox."
+                    )
+                state[OUTBOX_STATE_KEY] = await stack.enter_async_context(made)
+            own: Mapping[str, Any] | None = None
             if lifespan is not None:
-                own: Mapping[str, Any] | None = await stack.enter_async_context(lifespan(app))
-                if own is not None:
-                    state.update(own)
-            if STATE_KEY in state:
-                raise RuntimeError(
-                    f"The app's own lifespan yields {STATE_KEY!r}, which hook_lifespan sets."
-                )
+                own = await stack.enter_async_context(lifespan(app))
+            own = own or {}
+            for key in (STATE_KEY, OUTBOX_STATE_KEY):
+                if key in own:
+                    raise RuntimeError(
+                        f"The app's own lifespan yields {key!r}, which hook_lifespan sets."
+                    )
+            state.update(own)
             state[STATE_KEY] = client
             yield state
 
@@ -144,6 +168,25 @@ def get_hook_client(connection: HTTPConnection) -> AsyncHookClient:
 AsyncHookClientDep = Annotated[AsyncHookClient, Depends(get_hook_client)]
 
 
+def get_outbox(connection: HTTPConnection) -> Outbox:
+    """The app's outbox, from the lifespan state (a FastAPI dependency).
+
+    Raises:
+        RuntimeError: The app was not started with ``hook_lifespan(outbox=...)``.
+    """
+    outbox = getattr(connection.state, OUTBOX_STATE_KEY, None)
+    if not isinstance(outbox, Outbox):
+        raise RuntimeError(  # noqa: TRY004  (a missing lifespan, not a wrong argument)
+            "No outbox in the lifespan state: create the app with "
+            "lifespan=hook_lifespan(outbox=True) (or an Outbox factory)."
+        )
+    return outbox
+
+
+#: A handler parameter annotated with this receives the app's outbox.
+OutboxDep = Annotated[Outbox, Depends(get_outbox)]
+
+
 def error_response(error: HookAPIError) -> JSONResponse:
     """The answer for a hookapi error: a status that says whose fault it was, and why.
 
@@ -155,7 +198,10 @@ def error_response(error: HookAPIError) -> JSONResponse:
     - :class:`~hookapi.APITimeoutError`: 504, the service did not answer in time;
     - :class:`~hookapi.APIConnectionError` and any other :class:`~hookapi.APIStatusError`
       (401, 404, 500...): 502, the service could not be reached or refused;
-    - :class:`~hookapi.ClientClosedError`: 503, the app is shutting down;
+    - :class:`~hookapi.ClientClosedError` and :class:`~hookapi.OutboxClosedError`: 503, the
+      app is shutting down;
+    - :class:`~hookapi.OutboxFullError`: 503 with ``Retry-After`` (:data:`DEFAULT_RETRY_AFTER`),
+      the outbox holds as many messages as it may;
     - any other :class:`~hookapi.HookAPIError`: 500.
 
     The body is ``{"detail": ..., "error": ..., "delivery": ...}``: the error's text (which
@@ -177,8 +223,11 @@ def error_response(error: HookAPIError) -> JSONResponse:
         status = 504
     elif isinstance(error, APIConnectionError | APIStatusError):
         status = 502
-    elif isinstance(error, ClientClosedError):
+    elif isinstance(error, ClientClosedError | OutboxClosedError):
         status = 503
+    elif isinstance(error, OutboxFullError):
+        status = 503
+        headers["Retry-After"] = str(DEFAULT_RETRY_AFTER)
     body = {"detail": str(error), "error": type(error).__name__, "delivery": error.delivery.value}
     return JSONResponse(body, status_code=status, headers=headers)
 

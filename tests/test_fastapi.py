@@ -15,8 +15,10 @@ import hookapi
 from hookapi.emulator import Emulator, Hook
 from hookapi.fastapi import (
     DEFAULT_RETRY_AFTER,
+    OUTBOX_STATE_KEY,
     STATE_KEY,
     AsyncHookClientDep,
+    OutboxDep,
     add_exception_handlers,
     error_response,
     hook_lifespan,
@@ -234,6 +236,8 @@ def _status_error(cls: type[hookapi.APIStatusError], status: int, **extra: Any) 
         (_status_error(hookapi.InternalServerError, 500), 502, None),
         (_status_error(hookapi.APIStatusError, 418), 502, None),
         (hookapi.ClientClosedError("closed"), 503, None),
+        (hookapi.OutboxClosedError("closed"), 503, None),
+        (hookapi.OutboxFullError("full"), 503, str(DEFAULT_RETRY_AFTER)),
         (hookapi.HookAPIError("other"), 500, None),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
@@ -246,3 +250,67 @@ async def test_each_error_has_its_status(
     assert response.status_code == status
     assert response.headers.get("Retry-After") == retry_after
     assert bytes(response.body).startswith(b'{"detail":"')
+
+
+def make_outbox_app(emulator: Emulator, hook: Hook, **options: Any) -> FastAPI:
+    app = FastAPI(lifespan=hook_lifespan(url=hook.url, transport=emulator.transport(), **options))
+    add_exception_handlers(app)
+
+    @app.post("/notify", status_code=202)
+    async def notify(text: str, outbox: OutboxDep) -> dict[str, str]:
+        receipt = await outbox.put(text)
+        return {"state": receipt.state.value}
+
+    return app
+
+
+async def test_the_outbox_delivers_what_handlers_put_and_drains_on_shutdown(
+    emulator: Emulator, hook: Hook
+) -> None:
+    seen: list[hookapi.Outbox] = []
+    app = make_outbox_app(emulator, hook, outbox=True)
+
+    @app.get("/outbox")
+    async def outbox(request: Request, outbox: OutboxDep) -> None:
+        seen.append(outbox)
+        assert getattr(request.state, OUTBOX_STATE_KEY) is outbox
+
+    async with serving(app) as http:
+        answers = [await http.post("/notify", params={"text": f"m{i}"}) for i in range(5)]
+        await http.get("/outbox")
+    assert [a.status_code for a in answers] == [202] * 5
+    # Handlers returned at once; the outbox delivered everything, in order, by shutdown.
+    assert_posted(emulator, hook, [f"m{i}" for i in range(5)])
+    assert seen[0].closed
+
+
+async def test_an_outbox_factory_chooses_the_outboxs_options(
+    emulator: Emulator, hook: Hook
+) -> None:
+    made: list[hookapi.Outbox] = []
+
+    def factory(client: hookapi.AsyncHookClient) -> hookapi.Outbox:
+        made.append(hookapi.Outbox(client, max_size=1, on_full="raise"))
+        return made[-1]
+
+    app = make_outbox_app(emulator, hook, outbox=factory)
+    async with serving(app) as http:
+        answer = await http.post("/notify", params={"text": "  "})
+    assert len(made) == 1
+    assert answer.status_code == 422  # the caller's blank text, refused before queueing
+
+
+async def test_an_outbox_factory_must_return_an_outbox(emulator: Emulator, hook: Hook) -> None:
+    app = make_outbox_app(emulator, hook, outbox=lambda client: client)
+    error = await start_failure(app)
+    assert isinstance(error, hookapi.InvalidInputError)
+    assert "returned AsyncHookClient, not an Outbox" in str(error)
+
+
+async def test_the_outbox_dependency_without_the_outbox_says_what_is_missing(
+    emulator: Emulator, hook: Hook
+) -> None:
+    app = make_outbox_app(emulator, hook)
+    async with serving(app) as http:
+        with pytest.raises(RuntimeError, match="hook_lifespan\\(outbox=True\\)"):
+            await http.post("/notify", params={"text": "x"})
