@@ -6,6 +6,7 @@ import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import anyio
 import httpx
@@ -57,13 +58,13 @@ def test_ctrl_c_on_one_message_as_json(cli: RunCLI, emulator: Emulator, hook_url
     }
 
 
-@pytest.fixture
-def ctrl_c_while_waiting_to_retry() -> Iterator[None]:
-    """Presses Ctrl-C when the client logs that it will retry, before the wait starts."""
+@contextmanager
+def ctrl_c_when_logged(words: str) -> Iterator[None]:
+    """Presses Ctrl-C whenever the client logs a record holding ``words``."""
 
     class Handler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if "retrying in" in record.getMessage():
+            if words in record.getMessage():
                 signal.raise_signal(signal.SIGINT)
 
     logger = logging.getLogger("hookapi")
@@ -76,6 +77,13 @@ def ctrl_c_while_waiting_to_retry() -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+@pytest.fixture
+def ctrl_c_while_waiting_to_retry() -> Iterator[None]:
+    """Presses Ctrl-C when the client logs that it will retry, before the wait starts."""
+    with ctrl_c_when_logged("retrying in"):
+        yield
 
 
 @pytest.mark.usefixtures("ctrl_c_while_waiting_to_retry")
@@ -135,22 +143,8 @@ def test_ctrl_c_on_the_wire_without_json(cli: RunCLI, emulator: Emulator, hook_u
 @pytest.fixture
 def ctrl_c_while_waiting_for_quota() -> Iterator[None]:
     """Presses Ctrl-C when the client logs that it waits for the quota."""
-
-    class Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "waiting up to" in record.getMessage():
-                signal.raise_signal(signal.SIGINT)
-
-    logger = logging.getLogger("hookapi")
-    handler = Handler()
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
+    with ctrl_c_when_logged("waiting up to"):
         yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 @pytest.mark.parametrize("emulator", [{"per_hour": 2, "window": "sliding"}], indirect=True)
