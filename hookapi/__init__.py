@@ -26,7 +26,7 @@ from ._exceptions import (
     ServerError,
     ServiceUnavailableError,
 )
-from ._quota import RateLimit
+from ._quota import MemoryQuota, QuotaPolicy, QuotaStore, RateLimit
 from ._retry import RetryPolicy
 from ._secrets import Secret
 from ._version import __version__
@@ -44,9 +44,12 @@ __all__ = [
     "HookAPIError",
     "InternalServerError",
     "InvalidInputError",
+    "MemoryQuota",
     "NotFoundError",
     "PermissionDeniedError",
     "PostResult",
+    "QuotaPolicy",
+    "QuotaStore",
     "RateLimit",
     "RateLimitError",
     "RetryPolicy",
