@@ -115,6 +115,29 @@ def _traced(extensions: dict[str, Any]) -> dict[str, Any]:
     return {**extensions, "trace": trace}
 
 
+class _Content:
+    """A request body in one chunk, iterated without an async generator.
+
+    httpcore iterates the body with ``async for``; httpx's ``ByteStream`` is an async
+    generator, which a cancellation mid-write leaves to the garbage collector (and a
+    ``ResourceWarning``). This iterator has nothing to finalise.
+    """
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body: bytes | None = body
+
+    def __aiter__(self) -> _Content:
+        return self
+
+    async def __anext__(self) -> bytes:
+        body, self._body = self._body, None
+        if body is None:
+            raise StopAsyncIteration
+        return body
+
+
 def _on_asyncio() -> bool:
     # A task of asyncio's own: trio (even as a guest on an asyncio loop) runs none.
     try:
@@ -338,7 +361,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                     scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path
                 ),
                 headers=request.headers.raw,
-                content=request.stream,
+                content=_Content(b"".join(stream))
+                if isinstance(stream := request.stream, httpx.ByteStream)
+                else request.stream,
                 extensions=_traced(request.extensions),
             )
             if _httpcore_patched():

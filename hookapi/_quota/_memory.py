@@ -353,7 +353,7 @@ class HookState:
             if rate_limit.per_day is not None:
                 self._per_day = rate_limit.per_day
         if answer.refused:
-            self._refuse(now, rate_limit, answer.retry_after)
+            self._refuse(now, rate_limit, answer.retry_after, probe=reservation.probe)
             return
         self._streak = 0
         self._probe_due = False
@@ -364,13 +364,19 @@ class HookState:
             else:
                 self._reconcile(token, rate_limit.remaining)
 
-    def _refuse(self, now: float, rate_limit: RateLimit | None, retry_after: float | None) -> None:
+    def _refuse(
+        self, now: float, rate_limit: RateLimit | None, retry_after: float | None, *, probe: bool
+    ) -> None:
         policy = self._policy
         self._refusals.append(now)
         self._streak += 1
-        wait = min(policy.max_probe_interval, self._interval() * 2 ** min(self._streak - 1, 64))
-        if retry_after is not None:
-            wait = max(wait, retry_after)
+        # The service's Retry-After is its word; each refused probe doubles the wait.
+        doublings = min(self._streak - (0 if probe else 1), 64)
+        backoff = min(policy.max_probe_interval, self._interval() * 2**doublings)
+        if retry_after is not None and self._streak == 1:
+            wait = retry_after
+        else:
+            wait = max(backoff, retry_after or 0.0)
         blocked = now + wait
         if len(self._refusals) == self._refusals.maxlen:
             blocked = max(blocked, self._refusals[0] + HOUR)

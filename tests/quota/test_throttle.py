@@ -479,3 +479,61 @@ async def test_each_throttle_wait_is_logged_with_its_delay(
     assert vars(waits[0])["hookapi_delay"] == pytest.approx(3612.45, abs=0.01)
     assert "waiting up to 3612.450" in waits[0].getMessage()
     assert HOOK_ID in waits[0].getMessage()  # the hook is named by its id, never its secret
+
+
+def test_a_budget_spent_by_unanswered_requests_is_probed_not_sat_out() -> None:
+    hook = Hook()
+    hook.answer(hook.take(), per_hour=10, remaining=2)
+    hook.lost(hook.take())
+    hook.lost(hook.take())  # cancelled after writing: the service may or may not count them
+    waiting = hook.reserve()
+    assert isinstance(waiting, NotNow)
+    # not the hour it takes them to leave: one pacing interval (3600 / 10 s) after the answer
+    assert waiting.retry_in == pytest.approx(360.0)
+    hook.now = 360.0
+    probe = hook.take()
+    assert probe.probe
+    assert isinstance(hook.reserve(), NotNow)  # one probe at a time
+    # the service counted only one of them: its word supersedes the unconfirmed bookings
+    hook.answer(probe, per_hour=10, remaining=7)
+    assert hook.budget() == 7
+
+
+def test_remaining_zero_spent_by_others_is_probed_on_a_growing_schedule() -> None:
+    hook = Hook(QuotaPolicy(max_refused_probes_per_hour=3))
+    hook.answer(hook.take(), per_hour=120, remaining=0, used=120)  # 119 are someone else's
+    waiting = hook.reserve()
+    assert isinstance(waiting, NotNow)
+    assert waiting.retry_in == pytest.approx(30.0)
+    times = []
+    while hook.now < 3600:
+        answer = hook.reserve()
+        if isinstance(answer, NotNow):
+            assert answer.retry_in is not None
+            hook.now += answer.retry_in
+            continue
+        assert answer.probe
+        times.append(hook.now)
+        hook.answer(answer, status=429, per_hour=120, remaining=0, used=120)
+    # 30 s, then doubling after each refusal (60, 120 s); then the cap of 3 refusals in any
+    # hour holds the next one back until the first refusal is an hour old
+    assert times == [30.0, 90.0, 210.0]
+    assert hook.now == 3630.0
+    assert hook.take().probe
+
+
+def test_a_refusal_without_retry_after_blocks_for_the_probe_interval() -> None:
+    hook = Hook(QuotaPolicy(probe_interval=3, max_probe_interval=8))
+    hook.answer(hook.take(), status=429)
+    waiting = hook.reserve()
+    assert isinstance(waiting, NotNow)
+    assert waiting.retry_in == 6  # the interval, doubled by the refusal
+    hook.now = 6
+    hook.answer(hook.take(), status=429, retry_after=2)  # the interval (12, capped at 8) wins
+    waiting = hook.reserve()
+    assert isinstance(waiting, NotNow)
+    assert waiting.retry_in == 8
+    hook.now = 14
+    probe = hook.take()
+    hook.refund(probe)  # never left: the next request is the probe
+    assert hook.take().probe
