@@ -27,25 +27,31 @@ __all__ = ["DAY", "HOUR", "MemoryQuota"]
 HOUR: Final = 3600.0
 DAY: Final = 86400.0
 #: Bucket widths: own answered requests (both windows), and unconfirmed bookings.
-_WIDTH: Final = 12.0
+_WIDTH: Final = 15.0
 _UNCONFIRMED_WIDTH: Final = 60.0
+#: The latest event in a bucket is kept as a fraction of the bucket, in this many steps.
+_STEPS: Final = 65535
 
 
 class _Ring:
     """Counts of events in buckets of ``width`` seconds, with a running total per window.
 
-    An event at ``t`` falls in bucket ``floor(t / width)`` and leaves window ``k`` at the end of
-    its bucket plus ``windows[k]`` plus ``margin``. The ring holds the longest window's buckets
-    only, so its size is fixed whatever the rate: ``4 * (longest / width + 3)`` bytes.
+    An event at ``t`` falls in bucket ``floor(t / width)``. Each bucket also keeps when its
+    latest event happened, rounded *up* to 1/65,535 of the bucket, and the whole bucket leaves
+    window ``k`` at that moment plus ``windows[k]`` plus ``margin``: never before any of its
+    events may leave the service's window, and at most a fraction of a millisecond after the
+    last one does. The ring holds the longest window's buckets only, so its size is fixed
+    whatever the rate: ``6 * (longest / width + 3)`` bytes.
     """
 
-    __slots__ = ("_counts", "_delays", "_newest", "_ptr", "_size", "_width", "totals")
+    __slots__ = ("_counts", "_delays", "_last", "_newest", "_ptr", "_size", "_width", "totals")
 
     def __init__(self, width: float, windows: tuple[float, ...], margin: float) -> None:
         self._width = width
         self._delays = [window + margin for window in windows]
         self._size = int(max(windows) // width) + int(margin // width) + 3
         self._counts = array("i", bytes(4 * self._size))
+        self._last = array("H", bytes(2 * self._size))
         self._ptr: list[int | None] = [None] * len(windows)
         self._newest = -1
         self.totals = [0] * len(windows)
@@ -56,8 +62,14 @@ class _Ring:
 
     def add(self, t: float) -> None:
         """Count one event at ``t`` (never earlier than the events already counted)."""
-        i = max(self.index(t), self._newest)
-        self._counts[i % self._size] += 1
+        i = self.index(t)
+        if i < self._newest:
+            i, step = self._newest, _STEPS
+        else:
+            step = min(_STEPS, math.ceil((t / self._width - i) * _STEPS + 1e-6))
+        slot = i % self._size
+        self._counts[slot] += 1
+        self._last[slot] = max(self._last[slot], step)
         self._newest = i
         ptr = self._ptr
         totals = self.totals
@@ -68,7 +80,7 @@ class _Ring:
 
     def release_at(self, i: int, k: int) -> float:
         """When bucket ``i`` leaves window ``k``."""
-        return (i + 1) * self._width + self._delays[k]
+        return (i + self._last[i % self._size] / _STEPS) * self._width + self._delays[k]
 
     def expire(self, now: float, k: int, credit_from: int | None = None) -> int:
         """Drop the buckets that have left window ``k`` by ``now``.
@@ -79,19 +91,21 @@ class _Ring:
         i = self._ptr[k]
         if i is None:
             return 0
-        width, delay, counts, size = self._width, self._delays[k], self._counts, self._size
-        if (i + 1) * width + delay > now:
+        counts, size = self._counts, self._size
+        release_at = self.release_at
+        if release_at(i, k) > now:
             return 0
         last = len(self.totals) - 1
         credited = dropped = 0
         newest = self._newest
-        while i <= newest and (i + 1) * width + delay <= now:
+        while i <= newest and release_at(i, k) <= now:
             count = counts[i % size]
             dropped += count
             if credit_from is not None and i >= credit_from:
                 credited += count
             if k == last:
                 counts[i % size] = 0
+                self._last[i % size] = 0
             i += 1
         self.totals[k] -= dropped
         self._ptr[k] = i if i <= newest else None
@@ -120,13 +134,14 @@ class _Ring:
     def clear(self) -> None:
         """Forget every event."""
         self._counts = array("i", bytes(4 * self._size))
+        self._last = array("H", bytes(2 * self._size))
         self._ptr = [None] * len(self._ptr)
         self._newest = -1
         self.totals = [0] * len(self.totals)
 
     def nbytes(self) -> int:
         """The memory its buckets take."""
-        return self._counts.itemsize * len(self._counts)
+        return sum(a.itemsize * len(a) for a in (self._counts, self._last))
 
 
 class _Token:
@@ -427,7 +442,7 @@ class MemoryQuota:
 
     One state per hook and event loop (times come from the loop's clock, so a state never
     crosses loops), held weakly: a hook's state lives as long as some client uses it. Its
-    size is fixed, about 36 KiB, whatever the quota or the rate.
+    size is fixed, about 43 KiB, whatever the quota or the rate.
 
     Args:
         policy: How to probe a quota whose return cannot be seen; default ``QuotaPolicy()``.
