@@ -191,7 +191,9 @@ class HookState:
         self._in_flight = 0
         self._started = 0
         self._settled = 0
-        self._unconfirmed_total = 0
+        # Requests that got no answer, ever; and how many of them a trusted answer superseded.
+        self._lost = 0
+        self._lost_superseded = 0
         self._adopted_seq = 0
         self._adopted_remaining = 0
         self._max_latency = 0.0
@@ -280,7 +282,7 @@ class HookState:
     def _may_probe(self) -> bool:
         # The budget is spent by requests whose return it cannot see: another process's, or
         # its own that were never answered. Its own answered requests it can wait out.
-        return self._foreign > 0 or self._unconfirmed_total > 0
+        return self._foreign > 0 or self._lost > self._lost_superseded
 
     def _next_probe_at(self) -> float:
         at = self._last_answer_at + self._interval()
@@ -326,7 +328,7 @@ class HookState:
             self._remaining -= 1
         if probe:
             self._probe_out = True
-        token = _Token(self._started, now, self._settled, self._unconfirmed_total)
+        token = _Token(self._started, now, self._settled, self._lost)
         return Reservation(probe=probe, token=token)
 
     def _reason(self) -> str:
@@ -354,7 +356,7 @@ class HookState:
             self._probe_out = False
         if answer is None:
             self._unconfirmed.add(now)
-            self._unconfirmed_total += 1
+            self._lost += 1
             return
         self._known = True
         self._max_latency = max(self._max_latency, now - token.started_at)
@@ -409,7 +411,10 @@ class HookState:
         assert remaining is not None
         # Requests in flight are assumed not counted yet, and so are those that went
         # unanswered since this one started; the next answer corrects both.
-        unanswered = self._unconfirmed_total - token.unconfirmed_before
+        # Those lost before this request started are in its Remaining, if the service counted
+        # them at all; those lost since may be counted after it.
+        self._lost_superseded = max(self._lost_superseded, token.unconfirmed_before)
+        unanswered = self._lost - self._lost_superseded
         self._remaining = remaining - self._in_flight - unanswered
         self._stale_at = now + HOUR + self._margin
         self._adopted_seq = self._started
@@ -420,7 +425,6 @@ class HookState:
         # The service's word supersedes the bookings it never confirmed.
         if self._unconfirmed.totals[1]:
             self._unconfirmed.clear()
-        self._unconfirmed_total = unanswered
         used = rate_limit.used
         if used is None and self._per_hour is not None:
             used = self._per_hour - remaining
