@@ -265,7 +265,8 @@ def engine_table(out: dict[str, Any]) -> str:
     for r in out["cancellation"]:
         warned = r["dev_mode_output"]
         row(
-            f"cancellation: {r['posts']:,} posts cancelled at random, socket emulator, 400/hour",
+            f"cancellation: {r['posts']:,} posts cancelled at random, socket emulator, "
+            f"{r['per_hour']:,}/hour",
             r["backend"],
             f"{r['cancelled']} cancelled, {r['posted']} posted; client budget "
             f"{r['client_budget_after_storm']:.0f} vs service Remaining "
