@@ -20,7 +20,7 @@ import anyio
 
 from ._headers import RateLimit
 from ._loops import current_loop
-from ._store import HookKey, NotNow, QuotaAnswer, QuotaPolicy, Reservation
+from ._store import HookKey, HookQuota, NotNow, QuotaAnswer, QuotaPolicy, Reservation
 
 __all__ = ["DAY", "HOUR", "MemoryQuota"]
 
@@ -474,7 +474,7 @@ class MemoryQuota:
     def __repr__(self) -> str:
         return f"<MemoryQuota policy={self._policy!r}>"
 
-    def hook(self, key: HookKey) -> HookState:
+    def hook(self, key: HookKey) -> HookQuota:
         """The state of hook ``key`` on the running event loop (made on first use)."""
         loop = current_loop()
         states = self._states.get(loop)
