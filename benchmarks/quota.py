@@ -268,14 +268,16 @@ def engine_table(out: dict[str, Any]) -> str:
             f"cancellation: {r['posts']:,} posts cancelled at random, socket emulator, "
             f"{r['per_hour']:,}/hour",
             r["backend"],
-            f"{r['cancelled']} cancelled, {r['posted']} posted; client budget "
+            f"{r['cancelled']} cancelled, {r['posted']} posted, {r['unanswered']} unanswered; "
+            f"client budget "
             f"{r['client_budget_after_storm']:.0f} vs service Remaining "
             f"{r['service_remaining_after_storm']} after the storm, "
             f"{r['client_budget_after_next']:.0f} vs {r['service_remaining_after_next']} after "
             f"one more post; dev mode: {len(warned)} line(s) on stderr",
-            "equal (in-flight aside), no warning",
+            "equal (unanswered ones aside), no warning",
             r["client_budget_after_next"] == r["service_remaining_after_next"]
-            and r["client_budget_after_storm"] <= r["service_remaining_after_storm"]
+            and abs(r["client_budget_after_storm"] - r["service_remaining_after_storm"])
+            <= r["unanswered"]
             and not any("Warning" in line for line in warned),
         )
     names = {

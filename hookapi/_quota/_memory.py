@@ -305,8 +305,7 @@ class HookState:
         if self._probe_out:
             return NotNow(retry_in=None, reason="a probe request is out")
         if not self._known:
-            if self._in_flight:
-                return NotNow(retry_in=None, reason="the first request is learning the quota")
+            # Nothing learnt yet: one request goes alone (a probe) to learn the quota.
             return self._grant(now, probe=True)
         if self._probe_due:
             return self._grant(now, probe=True)
