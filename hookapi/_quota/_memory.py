@@ -111,6 +111,11 @@ class _Ring:
         self._ptr[k] = i if i <= newest else None
         return credited
 
+    def next_release(self, k: int) -> float:
+        """When the oldest bucket still in window ``k`` leaves it (``inf`` if none is)."""
+        i = self._ptr[k]
+        return math.inf if i is None else self.release_at(i, k)
+
     def release_time(self, k: int, need: int, credit_from: int | None = None) -> float:
         """When ``need`` more events will have left window ``k`` (``inf`` if never).
 
@@ -185,6 +190,8 @@ class HookState:
         self._per_day: int | None = None
         self._remaining: int | None = None
         self._stale_at = math.inf
+        # Nothing leaves a window before this: _expire has nothing to do until then.
+        self._expire_at = -math.inf
         self._credit_from: int | None = None
         self._own = _Ring(_WIDTH, (HOUR, DAY), policy.margin)
         self._unconfirmed = _Ring(_UNCONFIRMED_WIDTH, (HOUR, DAY), policy.margin)
@@ -218,6 +225,8 @@ class HookState:
         return self._own.nbytes() + self._unconfirmed.nbytes()
 
     def _expire(self, now: float) -> None:
+        if now < self._expire_at:
+            return
         if now >= self._stale_at:
             self._remaining = None
             self._stale_at = math.inf
@@ -226,8 +235,20 @@ class HookState:
         if credited and self._remaining is not None:
             self._remaining += credited
         own.expire(now, 1)
-        self._unconfirmed.expire(now, 0)
-        self._unconfirmed.expire(now, 1)
+        unconfirmed = self._unconfirmed
+        unconfirmed.expire(now, 0)
+        unconfirmed.expire(now, 1)
+        self._expire_at = min(
+            self._stale_at,
+            own.next_release(0),
+            own.next_release(1),
+            unconfirmed.next_release(0),
+            unconfirmed.next_release(1),
+        )
+
+    def _count(self, ring: _Ring, now: float) -> None:
+        ring.add(now)
+        self._expire_at = min(self._expire_at, ring.next_release(0))
 
     def _budget(self) -> float:
         budget: float = math.inf
@@ -354,7 +375,7 @@ class HookState:
         if reservation.probe:
             self._probe_out = False
         if answer is None:
-            self._unconfirmed.add(now)
+            self._count(self._unconfirmed, now)
             self._lost += 1
             return
         self._known = True
@@ -373,7 +394,7 @@ class HookState:
             return
         self._streak = 0
         self._probe_due = False
-        self._own.add(now)
+        self._count(self._own, now)
         if rate_limit is not None and rate_limit.remaining is not None:
             if trusted or self._remaining is None:
                 self._adopt(rate_limit, now, token)
@@ -403,6 +424,7 @@ class HookState:
             remaining = min(remaining, rate_limit.remaining)
         self._remaining = remaining - self._in_flight
         self._stale_at = now + HOUR + self._margin
+        self._expire_at = min(self._expire_at, self._stale_at)
         self._credit_from = self._own.index(now) + 1
 
     def _adopt(self, rate_limit: RateLimit, now: float, token: _Token) -> None:
@@ -416,6 +438,7 @@ class HookState:
         unanswered = self._lost - self._lost_superseded
         self._remaining = remaining - self._in_flight - unanswered
         self._stale_at = now + HOUR + self._margin
+        self._expire_at = min(self._expire_at, self._stale_at)
         self._adopted_seq = self._started
         self._adopted_remaining = remaining
         # Only requests the service still counts can be credited back: those that started
