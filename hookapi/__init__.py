@@ -29,7 +29,7 @@ from ._exceptions import (
     ServiceUnavailableError,
     WrongEventLoopError,
 )
-from ._quota import RateLimit
+from ._quota import MemoryQuota, QuotaPolicy, QuotaStore, RateLimit
 from ._retry import RetryPolicy
 from ._secrets import Secret
 from ._sync import HookClient
@@ -69,6 +69,7 @@ __all__ = [
     "HookClient",
     "InternalServerError",
     "InvalidInputError",
+    "MemoryQuota",
     "MemoryStore",
     "MessageDroppedError",
     "NotFoundError",
@@ -78,6 +79,8 @@ __all__ = [
     "OutboxStore",
     "PermissionDeniedError",
     "PostResult",
+    "QuotaPolicy",
+    "QuotaStore",
     "RateLimit",
     "RateLimitError",
     "Receipt",

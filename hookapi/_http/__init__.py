@@ -12,8 +12,10 @@ from ._loop import current_loop, loop_mismatch
 from ._proxy import environment_proxy, proxy_transport
 from ._transport import (
     DEADLINE_EXTENSION,
+    QUOTA_WAIT_EXTENSION,
     RATE_LIMIT_EXTENSION,
     SENDING_EXTENSION,
+    WRITE_EXTENSION,
     RateLimitTransport,
     delivery_of,
 )
@@ -24,8 +26,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEADLINE_EXTENSION",
     "LLHTTP",
+    "QUOTA_WAIT_EXTENSION",
     "RATE_LIMIT_EXTENSION",
     "SENDING_EXTENSION",
+    "WRITE_EXTENSION",
     "ConnectionPool",
     "RateLimitTransport",
     "current_loop",

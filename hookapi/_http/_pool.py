@@ -25,6 +25,7 @@ import httpx
 
 from .._exceptions import InvalidInputError, WrongEventLoopError
 from ._loop import current_loop, loop_mismatch
+from ._transport import WRITE_EXTENSION
 
 try:
     from ._h1 import open_connection
@@ -161,6 +162,22 @@ class _Body(httpx.AsyncByteStream):
             await self._pool._give_back(connection, self._key)
 
 
+def _traced(extensions: dict[str, Any]) -> dict[str, Any]:
+    """``extensions`` with an httpcore ``trace`` that gives the write-start signal."""
+    on_write = extensions.get(WRITE_EXTENSION)
+    if on_write is None:
+        return extensions
+    chained = extensions.get("trace")
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name == "http11.send_request_headers.started":
+            on_write()
+        if chained is not None:
+            await chained(name, info)
+
+    return {**extensions, "trace": trace}
+
+
 def _on_asyncio() -> bool:
     # A task of asyncio's own: trio (even as a guest on an asyncio loop) runs none.
     try:
@@ -243,6 +260,10 @@ class ConnectionPool(httpx.AsyncBaseTransport):
     never closes it. Close it yourself (``async with`` or :meth:`aclose`) after the clients.
     Like every asyncio resource it belongs to the event loop it first ran on.
 
+    It gives the write-start signal (the ``hookapi.on_write`` request extension) right before
+    the first byte of a request is written, on both paths, so a request that failed or was
+    cancelled before that is known not to have been sent.
+
     Args:
         max_connections: Connections in use at once, all hosts together; more requests wait
             (up to the ``pool`` timeout) for one to come free. Idle connections are kept up
@@ -255,6 +276,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
     Raises:
         InvalidInputError: A limit that is not a positive int.
     """
+
+    #: It calls the ``hookapi.on_write`` request extension before writing.
+    hookapi_on_write = True
 
     def __init__(
         self,
@@ -437,8 +461,13 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                     ),
                     headers=request.headers.raw,
                     content=_body_of(request.stream),
-                    extensions=request.extensions,
+                    extensions=_traced(request.extensions),
                 )
+                if _httpcore_patched():
+                    # A mock stands in for httpcore's connections: it never traces a write.
+                    on_write = request.extensions.get(WRITE_EXTENSION)
+                    if on_write is not None:
+                        on_write()
                 try:
                     with _as_httpx_errors():
                         response = await connection.handle_async_request(core_request)

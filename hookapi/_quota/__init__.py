@@ -7,6 +7,34 @@ re-exported here. It never imports the client or the HTTP stack.
 from __future__ import annotations
 
 from ._headers import RateLimit, parse_retry_after
-from ._pacer import Pacer, QuotaWaitTooLong, Ticket
+from ._loops import current_loop
+from ._memory import HookState, MemoryQuota
+from ._queue import QuotaGate, QuotaWaitTooLong, default_store, gate_for
+from ._store import (
+    HookKey,
+    HookQuota,
+    NotNow,
+    QuotaAnswer,
+    QuotaPolicy,
+    QuotaStore,
+    Reservation,
+)
 
-__all__ = ["Pacer", "QuotaWaitTooLong", "RateLimit", "Ticket", "parse_retry_after"]
+__all__ = [
+    "HookKey",
+    "HookQuota",
+    "HookState",
+    "MemoryQuota",
+    "NotNow",
+    "QuotaAnswer",
+    "QuotaGate",
+    "QuotaPolicy",
+    "QuotaStore",
+    "QuotaWaitTooLong",
+    "RateLimit",
+    "Reservation",
+    "current_loop",
+    "default_store",
+    "gate_for",
+    "parse_retry_after",
+]
