@@ -117,7 +117,7 @@ class RedisServer:
                     break
         finally:
             timer.cancel()
-        if not self.running or not ping(self.port):
+        if process.poll() is not None or not ping(self.port):
             self.stop()
             raise RuntimeError("redis-server did not start:\n" + "".join(said[-20:]))
         self._drain = threading.Thread(target=process.stdout.read, daemon=True)
