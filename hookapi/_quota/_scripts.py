@@ -1,0 +1,306 @@
+"""The Lua scripts that keep one hook's shared quota in Redis, each applied atomically.
+
+Every script reads the time from Redis (``TIME``), so that machines with skewed clocks agree,
+brings the hook's state up to date (expired leases, requests leaving the hour and the day),
+changes it, and gives every key a TTL. Times inside Redis are in *quota seconds*: real seconds
+times the store's time scale (1 outside tests and demos).
+
+Keys, all under one hash tag so that Redis Cluster keeps a hook in one slot:
+``state`` (hash), ``hour`` and ``day`` (hashes: time bucket -> requests counted),
+``flight`` (sorted set: reservation -> lease end), ``queue`` (sorted set: waiting process ->
+arrival) and ``waiting`` (sorted set: waiting process -> lease end).
+"""
+
+from __future__ import annotations
+
+__all__ = ["KEY_NAMES", "RELEASE", "RESERVE", "SETTLE"]
+
+KEY_NAMES = ("state", "hour", "day", "flight", "queue", "waiting")
+
+# The shared part: load the state, expire what time has made obsolete, and the budget.
+_PRELUDE = r"""
+local HOUR, DAY = 3600.0, 86400.0
+local HW, DW = 15.0, 360.0
+local S, H, D, F, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local scale = tonumber(ARGV[1])
+local margin = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = (tonumber(t[1]) + tonumber(t[2]) / 1000000) * scale
+
+local st = {}
+local raw = redis.call('HGETALL', S)
+for i = 1, #raw, 2 do st[raw[i]] = tonumber(raw[i + 1]) end
+local dirty = {}
+local function set(name, value) st[name] = value; dirty[name] = true end
+
+local function log_request(at)
+  local hb, db = math.floor(at / HW), math.floor(at / DW)
+  redis.call('HINCRBY', H, hb, 1)
+  redis.call('HINCRBY', D, db, 1)
+  set('hcount', (st.hcount or 0) + 1)
+  set('dcount', (st.dcount or 0) + 1)
+  if st.h0 == nil or hb < st.h0 then set('h0', hb) end
+  if st.d0 == nil or db < st.d0 then set('d0', db) end
+end
+
+-- Drop the buckets that have left their window, oldest first; credit the hour's back to the
+-- estimate of Remaining unless an adopted answer already counted them gone.
+local function drop(key, first, last, count_name, credit)
+  if first == nil or last < first then return first end
+  local counts = {}
+  if last - first > 1000 then
+    local all = redis.call('HGETALL', key)
+    for i = 1, #all, 2 do
+      local b = tonumber(all[i])
+      if b <= last then counts[#counts + 1] = {b, tonumber(all[i + 1])} end
+    end
+  else
+    for b = first, last do
+      local c = redis.call('HGET', key, b)
+      if c then counts[#counts + 1] = {b, tonumber(c)} end
+    end
+  end
+  for _, bc in ipairs(counts) do
+    redis.call('HDEL', key, bc[1])
+    set(count_name, (st[count_name] or 0) - bc[2])
+    if credit and st.rem ~= nil and bc[1] > (st.hcut or -1e300) then
+      set('rem', st.rem + bc[2])
+    end
+  end
+  return last + 1
+end
+
+local function settle_count()
+  set('settled', (st.settled or 0) + 1)
+end
+
+local function expire()
+  if st.stale ~= nil and now >= st.stale then
+    set('rem', nil); set('stale', nil)
+  end
+  -- A reservation whose lease ran out belongs to a process that died or hung mid-request:
+  -- it may have been sent, so it counts as sent.
+  local dead = redis.call('ZRANGEBYSCORE', F, '-inf', now)
+  if #dead > 0 then
+    redis.call('ZREMRANGEBYSCORE', F, '-inf', now)
+    for _ = 1, #dead do
+      settle_count()
+      log_request(now)
+    end
+  end
+  local gone = redis.call('ZRANGEBYSCORE', W, '-inf', now)
+  for _, member in ipairs(gone) do
+    redis.call('ZREM', Q, member)
+    redis.call('ZREM', W, member)
+  end
+  -- A request logged in bucket b leaves the window once the whole bucket has, plus the margin.
+  local hlast = math.floor((now - HOUR - margin) / HW) - 1
+  local dlast = math.floor((now - DAY - margin) / DW) - 1
+  if st.h0 ~= nil and hlast >= st.h0 then set('h0', drop(H, st.h0, hlast, 'hcount', true)) end
+  if st.d0 ~= nil and dlast >= st.d0 then set('d0', drop(D, st.d0, dlast, 'dcount', false)) end
+end
+
+local function in_flight() return redis.call('ZCARD', F) end
+
+local function budget(flying)
+  if now < (st.blocked or -1) then return 0 end
+  if st.probe == 1 then
+    if flying == 0 then return 1 end
+    return 0
+  end
+  local b = 1e300
+  if st.rem ~= nil then b = st.rem end
+  if st.ph ~= nil then b = math.min(b, st.ph - (st.hcount or 0) - flying) end
+  if st.pd ~= nil then b = math.min(b, st.pd - (st.dcount or 0) - flying) end
+  return b
+end
+
+local function buckets(key, first_credit)
+  local all = redis.call('HGETALL', key)
+  local list = {}
+  for i = 1, #all, 2 do
+    local b = tonumber(all[i])
+    if first_credit == nil or b >= first_credit then list[#list + 1] = {b, tonumber(all[i + 1])} end
+  end
+  table.sort(list, function(x, y) return x[1] < y[1] end)
+  return list
+end
+
+-- When the need-th logged request leaves its window (requests in flight come back last).
+local function credit_time(list, width, window, need, flying)
+  local seen = 0
+  for _, bc in ipairs(list) do
+    seen = seen + bc[2]
+    if seen >= need then return (bc[1] + 1) * width + window + margin end
+  end
+  if need <= seen + flying then return now + window + margin + width end
+  return -1
+end
+
+-- The earliest time the budget can grow; nil when only an answer can tell, -1 for never.
+local function recovery(flying)
+  if now < (st.blocked or -1) then return st.blocked end
+  if st.probe == 1 then return nil end
+  local latest = now
+  local function later(x)
+    if latest == -1 or x == -1 then latest = -1 elseif x > latest then latest = x end
+  end
+  if st.rem ~= nil and st.rem < 1 then
+    local x = credit_time(buckets(H, (st.hcut or -1e300) + 1), HW, HOUR, 1 - st.rem, flying)
+    if x == -1 or x > st.stale then x = st.stale end
+    later(x)
+  end
+  if st.ph ~= nil then
+    local need = 1 - (st.ph - (st.hcount or 0) - flying)
+    if need > 0 then later(credit_time(buckets(H, nil), HW, HOUR, need, flying)) end
+  end
+  if st.pd ~= nil then
+    local need = 1 - (st.pd - (st.dcount or 0) - flying)
+    if need > 0 then later(credit_time(buckets(D, nil), DW, DAY, need, flying)) end
+  end
+  return latest
+end
+
+local function save()
+  local put, del = {}, {}
+  for name, _ in pairs(dirty) do
+    if st[name] == nil then del[#del + 1] = name
+    else put[#put + 1] = name; put[#put + 1] = string.format('%.17g', st[name]) end
+  end
+  if #put > 0 then redis.call('HSET', S, unpack(put)) end
+  if #del > 0 then redis.call('HDEL', S, unpack(del)) end
+  -- Every key lives a day and an hour past its last change, in real milliseconds.
+  local ttl = math.ceil((DAY + HOUR) / scale * 1000)
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+end
+"""
+
+# ARGV: scale, margin, waiter, lease (quota s), poll (quota s), waiter grace (quota s),
+#       seed remaining, seed per hour, seed per day ("" when unknown).
+# Returns {1, reservation, settled before, now} or {0, seconds to wait ("-1": never, "": ask
+# again after the poll interval), now}. Numbers travel as strings: Lua numbers become integers.
+RESERVE = (
+    _PRELUDE
+    + r"""
+local waiter = ARGV[3]
+local lease, poll, grace = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if st.ph == nil and st.rem == nil and ARGV[8] ~= '' then
+  -- Redis lost the hook (a restart): start from what this process knows, not from nothing.
+  set('ph', tonumber(ARGV[8]))
+  if ARGV[9] ~= '' then set('pd', tonumber(ARGV[9])) end
+  if ARGV[7] ~= '' then set('rem', tonumber(ARGV[7])); set('stale', now + HOUR + margin) end
+end
+expire()
+local flying = in_flight()
+local b = budget(flying)
+local rank = redis.call('ZRANK', Q, waiter)
+local ahead = rank
+if ahead == false then ahead = redis.call('ZCARD', Q) end
+if b >= ahead + 1 then
+  if rank ~= false then
+    redis.call('ZREM', Q, waiter)
+    redis.call('ZREM', W, waiter)
+  end
+  set('seq', (st.seq or 0) + 1)
+  redis.call('ZADD', F, now + lease, st.seq)
+  if st.rem ~= nil then set('rem', st.rem - 1) end
+  save()
+  return {1, tostring(st.seq), tostring(st.settled or 0), string.format('%.17g', now)}
+end
+local wake
+local wait = ''
+if b >= 1 then
+  wake = now + poll  -- the budget is there, for the processes ahead in the queue
+else
+  local at = recovery(flying)
+  if at == nil then
+    wake = now + poll
+  elseif at == -1 then
+    wait = '-1'
+    wake = now + poll
+  else
+    wake = math.max(at, now)
+    wait = string.format('%.17g', wake - now)
+  end
+end
+if rank == false then
+  set('qn', (st.qn or 0) + 1)
+  redis.call('ZADD', Q, st.qn, waiter)
+end
+redis.call('ZADD', W, wake + grace, waiter)
+save()
+return {0, wait, string.format('%.17g', now)}
+"""
+)
+
+# ARGV: scale, margin, reservation, settled before, refused ("1"/"0"), retry after, per hour,
+#       per day, remaining ("" when unknown), probe delay, max probe delay.
+SETTLE = (
+    _PRELUDE
+    + r"""
+local seq, before = tonumber(ARGV[3]), tonumber(ARGV[4])
+local refused = ARGV[5] == '1'
+local retry_after = tonumber(ARGV[6])
+local per_hour, per_day, remaining = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+expire()
+-- A reservation whose lease ran out was already counted as sent.
+local was_flying = redis.call('ZREM', F, seq) == 1
+local flying = in_flight()
+local trusted = before == (st.settled or 0)
+settle_count()
+if per_hour ~= nil then set('ph', per_hour) end
+if per_day ~= nil then set('pd', per_day) end
+if refused then
+  set('refusals', (st.refusals or 0) + 1)
+  if retry_after == nil then
+    retry_after = math.min(tonumber(ARGV[11]), tonumber(ARGV[10]) * 2 ^ (st.refusals - 1))
+  end
+  set('blocked', math.max(st.blocked or -1, now + retry_after))
+  set('probe', 1)
+  local r = 0
+  if remaining ~= nil then r = math.min(0, remaining) end
+  set('rem', r - flying)
+  set('stale', now + HOUR + margin)
+else
+  set('refusals', nil)
+  set('probe', nil)
+  if was_flying then log_request(now) end
+  if remaining ~= nil then
+    if trusted or st.rem == nil then
+      -- Logged requests that may already have left the service's window are not credited.
+      set('hcut', math.floor((now - HOUR) / HW) + 1)
+      set('rem', remaining - flying)
+      set('stale', now + HOUR + margin)
+      set('aseq', st.seq or 0)
+      set('arem', remaining)
+    elseif seq <= (st.aseq or 0) and remaining > (st.arem or 0) then
+      -- Overtaken, yet counted before the adopted answer: it was subtracted once too often.
+      set('rem', st.rem + 1)
+    else
+      set('rem', math.min(st.rem, remaining))
+    end
+  end
+end
+save()
+return 1
+"""
+)
+
+# ARGV: scale, margin, reservation, sent ("1"/"0").
+RELEASE = (
+    _PRELUDE
+    + r"""
+local seq, sent = tonumber(ARGV[3]), ARGV[4] == '1'
+expire()
+if redis.call('ZREM', F, seq) == 1 then
+  if sent then
+    settle_count()
+    log_request(now)
+  elseif st.rem ~= nil then
+    set('rem', st.rem + 1)
+  end
+end
+save()
+return 1
+"""
+)
