@@ -8,5 +8,27 @@ from __future__ import annotations
 
 from ._headers import RateLimit, parse_retry_after
 from ._pacer import Pacer, QuotaWaitTooLong, Ticket
+from ._store import (
+    HookKey,
+    HookQuota,
+    NotNow,
+    QuotaAnswer,
+    QuotaPolicy,
+    QuotaStore,
+    Reservation,
+)
 
-__all__ = ["Pacer", "QuotaWaitTooLong", "RateLimit", "Ticket", "parse_retry_after"]
+__all__ = [
+    "HookKey",
+    "HookQuota",
+    "NotNow",
+    "Pacer",
+    "QuotaAnswer",
+    "QuotaPolicy",
+    "QuotaStore",
+    "QuotaWaitTooLong",
+    "RateLimit",
+    "Reservation",
+    "Ticket",
+    "parse_retry_after",
+]
