@@ -22,11 +22,13 @@ from ._exceptions import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
+    QuotaUnavailableError,
     RateLimitError,
     ServerError,
     ServiceUnavailableError,
 )
 from ._quota import RateLimit
+from ._redis import RedisQuota
 from ._retry import RetryPolicy
 from ._secrets import Secret
 from ._version import __version__
@@ -47,8 +49,10 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PostResult",
+    "QuotaUnavailableError",
     "RateLimit",
     "RateLimitError",
+    "RedisQuota",
     "RetryPolicy",
     "Secret",
     "ServerError",

@@ -5,6 +5,7 @@ Every error the SDK raises derives from :class:`HookAPIError`::
     HookAPIError
     ├── InvalidInputError            bad input, refused before any request (also a ValueError)
     ├── ClientClosedError            the client was used after aclose() (also a RuntimeError)
+    ├── QuotaUnavailableError        the shared quota (Redis) is unreachable; nothing was sent
     └── APIError                     something went wrong talking to the service
         ├── APIConnectionError       no answer: not sent, or sent and the answer was lost
         │   └── APITimeoutError
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidInputError",
     "NotFoundError",
     "PermissionDeniedError",
+    "QuotaUnavailableError",
     "RateLimitError",
     "ServerError",
     "ServiceUnavailableError",
@@ -113,6 +115,15 @@ class InvalidInputError(HookAPIError, ValueError):
 
 class ClientClosedError(HookAPIError, RuntimeError):
     """The client was used after :meth:`~hookapi.AsyncHookClient.aclose`."""
+
+
+class QuotaUnavailableError(HookAPIError):
+    """The shared quota store could not be reached, and it is set to refuse rather than guess.
+
+    Raised by a :class:`~hookapi.RedisQuota` made with ``on_unavailable="raise"`` when Redis
+    is down or slower than its timeout; the message was not sent (``delivery`` is
+    ``NOT_SENT``), so sending it again later cannot post it twice.
+    """
 
 
 class APIError(HookAPIError):

@@ -13,7 +13,7 @@ arrival) and ``waiting`` (sorted set: waiting process -> lease end).
 
 from __future__ import annotations
 
-__all__ = ["KEY_NAMES", "RELEASE", "RESERVE", "SETTLE"]
+__all__ = ["BUDGET", "KEY_NAMES", "RELEASE", "RESERVE", "SETTLE"]
 
 KEY_NAMES = ("state", "hour", "day", "flight", "queue", "waiting")
 
@@ -147,7 +147,7 @@ local function recovery(flying)
   end
   if st.rem ~= nil and st.rem < 1 then
     local x = credit_time(buckets(H, (st.hcut or -1e300) + 1), HW, HOUR, 1 - st.rem, flying)
-    if x == -1 or x > st.stale then x = st.stale end
+    if st.stale ~= nil and (x == -1 or x > st.stale) then x = st.stale end
     later(x)
   end
   if st.ph ~= nil then
@@ -176,19 +176,18 @@ end
 """
 
 # ARGV: scale, margin, waiter, lease (quota s), poll (quota s), waiter grace (quota s),
-#       seed remaining, seed per hour, seed per day ("" when unknown).
-# Returns {1, reservation, settled before, now} or {0, seconds to wait ("-1": never, "": ask
-# again after the poll interval), now}. Numbers travel as strings: Lua numbers become integers.
+#       seed budget ("" when unknown).
+# Returns {1, reservation, settled before, probe} or {0, seconds to wait ("-1": never, "": ask
+# again after the poll interval), reason}. Numbers travel as strings: Lua numbers become integers.
 RESERVE = (
     _PRELUDE
     + r"""
 local waiter = ARGV[3]
 local lease, poll, grace = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if st.ph == nil and st.rem == nil and ARGV[8] ~= '' then
+if st.seq == nil and ARGV[7] ~= '' then
   -- Redis lost the hook (a restart): start from what this process knows, not from nothing.
-  set('ph', tonumber(ARGV[8]))
-  if ARGV[9] ~= '' then set('pd', tonumber(ARGV[9])) end
-  if ARGV[7] ~= '' then set('rem', tonumber(ARGV[7])); set('stale', now + HOUR + margin) end
+  set('rem', tonumber(ARGV[7]))
+  set('stale', now + HOUR + margin)
 end
 expire()
 local flying = in_flight()
@@ -201,11 +200,22 @@ if b >= ahead + 1 then
     redis.call('ZREM', Q, waiter)
     redis.call('ZREM', W, waiter)
   end
+  local probe = '0'
+  if st.probe == 1 then probe = '1' end
   set('seq', (st.seq or 0) + 1)
   redis.call('ZADD', F, now + lease, st.seq)
   if st.rem ~= nil then set('rem', st.rem - 1) end
   save()
-  return {1, tostring(st.seq), tostring(st.settled or 0), string.format('%.17g', now)}
+  return {1, tostring(st.seq), tostring(st.settled or 0), probe}
+end
+local reason
+if now < (st.blocked or -1) then
+  reason = 'refused ' .. tostring(st.refusals or 0) .. ' time(s) by the service'
+elseif b >= 1 then
+  reason = tostring(ahead) .. ' process(es) ahead in the queue'
+else
+  reason = 'remaining=' .. tostring(st.rem) .. ', in flight=' .. tostring(flying) ..
+    ', per hour=' .. tostring(st.ph) .. ', per day=' .. tostring(st.pd)
 end
 local wake
 local wait = ''
@@ -229,12 +239,13 @@ if rank == false then
 end
 redis.call('ZADD', W, wake + grace, waiter)
 save()
-return {0, wait, string.format('%.17g', now)}
+return {0, wait, reason}
 """
 )
 
 # ARGV: scale, margin, reservation, settled before, refused ("1"/"0"), retry after, per hour,
-#       per day, remaining ("" when unknown), probe delay, max probe delay.
+#       per day, remaining ("" when unknown), probe interval ("": the pacing interval),
+#       max probe interval.
 SETTLE = (
     _PRELUDE
     + r"""
@@ -253,7 +264,12 @@ if per_day ~= nil then set('pd', per_day) end
 if refused then
   set('refusals', (st.refusals or 0) + 1)
   if retry_after == nil then
-    retry_after = math.min(tonumber(ARGV[11]), tonumber(ARGV[10]) * 2 ^ (st.refusals - 1))
+    local first = tonumber(ARGV[10])
+    if first == nil then
+      first = 1
+      if st.ph ~= nil and st.ph > 0 then first = HOUR / st.ph end
+    end
+    retry_after = math.min(tonumber(ARGV[11]), first * 2 ^ (st.refusals - 1))
   end
   set('blocked', math.max(st.blocked or -1, now + retry_after))
   set('probe', 1)
@@ -302,5 +318,17 @@ if redis.call('ZREM', F, seq) == 1 then
 end
 save()
 return 1
+"""
+)
+
+# ARGV: scale, margin. Returns the budget as a string ("inf" when nothing limits it).
+BUDGET = (
+    _PRELUDE
+    + r"""
+expire()
+local b = budget(in_flight())
+save()
+if b >= 1e300 then return 'inf' end
+return string.format('%.17g', b)
 """
 )
