@@ -24,12 +24,19 @@ local HW, DW = 15.0, 360.0
 local S, H, D, F, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local scale = tonumber(ARGV[1])
 local margin = tonumber(ARGV[2])
+local max_probe = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) + tonumber(t[2]) / 1000000) * scale
 
 local st = {}
 local raw = redis.call('HGETALL', S)
 for i = 1, #raw, 2 do st[raw[i]] = tonumber(raw[i + 1]) end
+local function probe_interval()
+  local first = tonumber(ARGV[3])
+  if first ~= nil then return first end
+  if st.ph ~= nil and st.ph > 0 then return HOUR / st.ph end
+  return 1
+end
 local dirty = {}
 local function set(name, value) st[name] = value; dirty[name] = true end
 
@@ -87,6 +94,7 @@ local function expire()
       settle_count()
       log_request(now)
     end
+    set('unconf', (st.unconf or 0) + #dead)
   end
   local gone = redis.call('ZRANGEBYSCORE', W, '-inf', now)
   for _, member in ipairs(gone) do
@@ -102,17 +110,24 @@ end
 
 local function in_flight() return redis.call('ZCARD', F) end
 
+-- The budget, and whether the next request must go alone as a probe.
 local function budget(flying)
-  if now < (st.blocked or -1) then return 0 end
+  if now < (st.blocked or -1) then return 0, false end
   if st.probe == 1 then
-    if flying == 0 then return 1 end
-    return 0
+    if flying == 0 then return 1, true end
+    return 0, false
   end
   local b = 1e300
   if st.rem ~= nil then b = st.rem end
   if st.ph ~= nil then b = math.min(b, st.ph - (st.hcount or 0) - flying) end
   if st.pd ~= nil then b = math.min(b, st.pd - (st.dcount or 0) - flying) end
-  return b
+  -- Spent only by requests no answer confirmed (a process died or gave up mid-request):
+  -- one probe, a probe interval after the last answer, asks the service instead of waiting.
+  if b < 1 and flying == 0 and (st.unconf or 0) > 0 and b + st.unconf >= 1
+      and now >= (st.answered or -1e300) + probe_interval() then
+    return 1, true
+  end
+  return b, false
 end
 
 local function buckets(key, first_credit)
@@ -141,6 +156,10 @@ end
 local function recovery(flying)
   if now < (st.blocked or -1) then return st.blocked end
   if st.probe == 1 then return nil end
+  if flying == 0 and (st.unconf or 0) > 0 then
+    local b = budget(flying)
+    if b + st.unconf >= 1 then return (st.answered or now) + probe_interval() end
+  end
   local latest = now
   local function later(x)
     if latest == -1 or x == -1 then latest = -1 elseif x > latest then latest = x end
@@ -157,6 +176,12 @@ local function recovery(flying)
   if st.pd ~= nil then
     local need = 1 - (st.pd - (st.dcount or 0) - flying)
     if need > 0 then later(credit_time(buckets(D, nil), DW, DAY, need, flying)) end
+  end
+  if flying > 0 then
+    -- A reservation whose lease runs out (its process died) may let a probe go sooner.
+    local first = redis.call('ZRANGE', F, 0, 0, 'WITHSCORES')
+    local at = math.max(tonumber(first[2]), (st.answered or now) + probe_interval())
+    if latest == -1 or at < latest then latest = at end
   end
   return latest
 end
@@ -175,23 +200,24 @@ local function save()
 end
 """
 
-# ARGV: scale, margin, waiter, lease (quota s), poll (quota s), waiter grace (quota s),
-#       seed budget ("" when unknown).
+# Every script's ARGV starts with: scale, margin, probe interval ("": the pacing interval), max
+# probe interval (quota seconds). RESERVE's go on with: waiter, lease, poll, waiter grace (quota
+# seconds), seed budget ("" when unknown).
 # Returns {1, reservation, settled before, probe} or {0, seconds to wait ("-1": never, "": ask
 # again after the poll interval), reason}. Numbers travel as strings: Lua numbers become integers.
 RESERVE = (
     _PRELUDE
     + r"""
-local waiter = ARGV[3]
-local lease, poll, grace = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if st.seq == nil and ARGV[7] ~= '' then
+local waiter = ARGV[5]
+local lease, poll, grace = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+if st.seq == nil and ARGV[9] ~= '' then
   -- Redis lost the hook (a restart): start from what this process knows, not from nothing.
-  set('rem', tonumber(ARGV[7]))
+  set('rem', tonumber(ARGV[9]))
   set('stale', now + HOUR + margin)
 end
 expire()
 local flying = in_flight()
-local b = budget(flying)
+local b, probe_now = budget(flying)
 local rank = redis.call('ZRANK', Q, waiter)
 local ahead = rank
 if ahead == false then ahead = redis.call('ZCARD', Q) end
@@ -201,7 +227,7 @@ if b >= ahead + 1 then
     redis.call('ZREM', W, waiter)
   end
   local probe = '0'
-  if st.probe == 1 then probe = '1' end
+  if probe_now then probe = '1' end
   set('seq', (st.seq or 0) + 1)
   redis.call('ZADD', F, now + lease, st.seq)
   if st.rem ~= nil then set('rem', st.rem - 1) end
@@ -243,33 +269,28 @@ return {0, wait, reason}
 """
 )
 
-# ARGV: scale, margin, reservation, settled before, refused ("1"/"0"), retry after, per hour,
-#       per day, remaining ("" when unknown), probe interval ("": the pacing interval),
-#       max probe interval.
+# ARGV (after the common four): reservation, settled before, refused ("1"/"0"), retry after,
+# per hour, per day, remaining ("" when unknown).
 SETTLE = (
     _PRELUDE
     + r"""
-local seq, before = tonumber(ARGV[3]), tonumber(ARGV[4])
-local refused = ARGV[5] == '1'
-local retry_after = tonumber(ARGV[6])
-local per_hour, per_day, remaining = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local seq, before = tonumber(ARGV[5]), tonumber(ARGV[6])
+local refused = ARGV[7] == '1'
+local retry_after = tonumber(ARGV[8])
+local per_hour, per_day, remaining = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 expire()
 -- A reservation whose lease ran out was already counted as sent.
 local was_flying = redis.call('ZREM', F, seq) == 1
 local flying = in_flight()
 local trusted = before == (st.settled or 0)
 settle_count()
+set('answered', now)
 if per_hour ~= nil then set('ph', per_hour) end
 if per_day ~= nil then set('pd', per_day) end
 if refused then
   set('refusals', (st.refusals or 0) + 1)
   if retry_after == nil then
-    local first = tonumber(ARGV[10])
-    if first == nil then
-      first = 1
-      if st.ph ~= nil and st.ph > 0 then first = HOUR / st.ph end
-    end
-    retry_after = math.min(tonumber(ARGV[11]), first * 2 ^ (st.refusals - 1))
+    retry_after = math.min(max_probe, probe_interval() * 2 ^ (st.refusals - 1))
   end
   set('blocked', math.max(st.blocked or -1, now + retry_after))
   set('probe', 1)
@@ -287,6 +308,7 @@ else
       set('hcut', math.floor((now - HOUR) / HW) + 1)
       set('rem', remaining - flying)
       set('stale', now + HOUR + margin)
+      set('unconf', nil)
       set('aseq', st.seq or 0)
       set('arem', remaining)
     elseif seq <= (st.aseq or 0) and remaining > (st.arem or 0) then
@@ -302,16 +324,17 @@ return 1
 """
 )
 
-# ARGV: scale, margin, reservation, sent ("1"/"0").
+# ARGV (after the common four): reservation, sent ("1"/"0").
 RELEASE = (
     _PRELUDE
     + r"""
-local seq, sent = tonumber(ARGV[3]), ARGV[4] == '1'
+local seq, sent = tonumber(ARGV[5]), ARGV[6] == '1'
 expire()
 if redis.call('ZREM', F, seq) == 1 then
   if sent then
     settle_count()
     log_request(now)
+    set('unconf', (st.unconf or 0) + 1)
   elseif st.rem ~= nil then
     set('rem', st.rem + 1)
   end
@@ -321,7 +344,7 @@ return 1
 """
 )
 
-# ARGV: scale, margin. Returns the budget as a string ("inf" when nothing limits it).
+# ARGV: the common four. Returns the budget as a string ("inf" when nothing limits it).
 BUDGET = (
     _PRELUDE
     + r"""

@@ -164,6 +164,13 @@ class RedisQuota:
         self._scale = _check_seconds("_time_scale", _time_scale)
         self._lease = _check_seconds("lease", lease)
         self._policy = policy or QuotaPolicy()
+        probe = self._policy.probe_interval
+        self._common: list[str | float] = [
+            self._scale,
+            self._policy.margin,
+            "" if probe is None else probe,
+            self._policy.max_probe_interval,
+        ]
         self._scripts: dict[str, AsyncScript] = {}
         self._hooks: dict[HookKey, _RedisHook] = {}
         self._down = False
@@ -199,8 +206,11 @@ class RedisQuota:
             import redis.asyncio  # noqa: PLC0415
 
             assert self._url is not None
-            # No timeouts of redis-py's own: every call is bounded by ours, in loop seconds.
-            self._client = redis.asyncio.Redis.from_url(self._url)
+            # redis-py times its sockets on the loop's clock: the same bound as ours.
+            bound = REDIS_TIMEOUT * self._scale
+            self._client = redis.asyncio.Redis.from_url(
+                self._url, socket_timeout=bound, socket_connect_timeout=bound
+            )
         return self._client
 
     def _script(self, name: str, text: str) -> AsyncScript:
@@ -217,7 +227,7 @@ class RedisQuota:
         script = self._script(name, text)
         try:
             with anyio.fail_after(REDIS_TIMEOUT * self._scale):
-                reply = await script(keys=keys, args=[self._scale, self._policy.margin, *args])
+                reply = await script(keys=keys, args=[*self._common, *args])
         except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             raise _Unavailable from None
@@ -323,15 +333,16 @@ class _RedisHook:
         store = self._store
         if store._use_local():
             return await self._reserve_locally()
+        # Used by Redis only if it lost the hook (a restart): then this process's view is
+        # a better start than nothing.
         seed = ""
-        if store._down is False:
-            local_budget = await self._local.budget()
-            if math.isfinite(local_budget):
-                seed = repr(float(local_budget))
+        local_budget = await self._local.budget()
+        if math.isfinite(local_budget):
+            seed = repr(float(local_budget))
         scale = self._scale
         args: list[str | float] = [
             self._waiter,
-            store._lease * scale,
+            store._lease,
             POLL_INTERVAL * scale,
             QUEUE_GRACE * scale,
             seed,
@@ -389,7 +400,6 @@ class _RedisHook:
             await self._end("release", RELEASE, [token.seq, "1"])
             return
         rate_limit = answer.rate_limit
-        policy = self._store._policy
         args: list[str | float] = [
             token.seq,
             token.before,
@@ -398,8 +408,6 @@ class _RedisHook:
             _number(rate_limit and rate_limit.per_hour),
             _number(rate_limit and rate_limit.per_day),
             _number(rate_limit and rate_limit.remaining),
-            _number(policy.probe_interval),
-            policy.max_probe_interval,
         ]
         await self._end("settle", SETTLE, args)
 
