@@ -20,7 +20,7 @@ KEY_NAMES = ("state", "hour", "day", "flight", "queue", "waiting")
 # The shared part: load the state, expire what time has made obsolete, and the budget.
 _PRELUDE = r"""
 local HOUR, DAY = 3600.0, 86400.0
-local HW, DW = 15.0, 360.0
+local HW, DW = 1.0, 360.0
 local S, H, D, F, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local scale = tonumber(ARGV[1])
 local margin = tonumber(ARGV[2])
@@ -203,7 +203,7 @@ end
 # Every script's ARGV starts with: scale, margin, probe interval ("": the pacing interval), max
 # probe interval (quota seconds). RESERVE's go on with: waiter, lease, poll, waiter grace (quota
 # seconds), seed budget ("" when unknown).
-# Returns {1, reservation, settled before, probe} or {0, seconds to wait ("-1": never, "": ask
+# Returns {1, reservation, settled before, probe, now} or {0, seconds to wait ("-1": never, "": ask
 # again after the poll interval), reason}. Numbers travel as strings: Lua numbers become integers.
 RESERVE = (
     _PRELUDE
@@ -218,13 +218,25 @@ end
 expire()
 local flying = in_flight()
 local b, probe_now = budget(flying)
-local rank = redis.call('ZRANK', Q, waiter)
-local ahead = rank
-if ahead == false then ahead = redis.call('ZCARD', Q) end
-if b >= ahead + 1 then
-  if rank ~= false then
-    redis.call('ZREM', Q, waiter)
-    redis.call('ZREM', W, waiter)
+-- The fleet's queue serves waiting processes in rounds: a process's score counts the slots
+-- it took while others waited, and no process takes one while another has taken fewer.
+-- A newcomer joins at the lowest score, so that it neither jumps nor owes a backlog.
+local mine = redis.call('ZSCORE', Q, waiter)
+if mine == false and redis.call('ZCARD', Q) > 0 then
+  local low = redis.call('ZRANGE', Q, 0, 0, 'WITHSCORES')
+  mine = low[2]
+  redis.call('ZADD', Q, mine, waiter)
+end
+local ahead = 0
+if mine ~= false then
+  mine = tonumber(mine)
+  ahead = redis.call('ZCOUNT', Q, '-inf', '(' .. string.format('%.17g', mine))
+end
+if b >= 1 and ahead == 0 then
+  if mine ~= false then
+    redis.call('ZADD', Q, mine + 1, waiter)
+    -- Its next caller asks at once if it has one; if not, it leaves the round soon.
+    redis.call('ZADD', W, now + 4 * poll, waiter)
   end
   local probe = '0'
   if probe_now then probe = '1' end
@@ -232,7 +244,7 @@ if b >= ahead + 1 then
   redis.call('ZADD', F, now + lease, st.seq)
   if st.rem ~= nil then set('rem', st.rem - 1) end
   save()
-  return {1, tostring(st.seq), tostring(st.settled or 0), probe}
+  return {1, tostring(st.seq), tostring(st.settled or 0), probe, string.format('%.17g', now)}
 end
 local reason
 if now < (st.blocked or -1) then
@@ -256,12 +268,13 @@ else
     wake = now + poll
   else
     wake = math.max(at, now)
+    -- An answer still in flight may give slots back sooner: ask again then.
+    if flying > 0 then wake = math.min(wake, now + poll) end
     wait = string.format('%.17g', wake - now)
   end
 end
-if rank == false then
-  set('qn', (st.qn or 0) + 1)
-  redis.call('ZADD', Q, st.qn, waiter)
+if mine == false then
+  redis.call('ZADD', Q, 0, waiter)
 end
 redis.call('ZADD', W, wake + grace, waiter)
 save()
@@ -270,7 +283,7 @@ return {0, wait, reason}
 )
 
 # ARGV (after the common four): reservation, settled before, refused ("1"/"0"), retry after,
-# per hour, per day, remaining ("" when unknown).
+# per hour, per day, remaining ("" when unknown), when it was reserved (quota seconds).
 SETTLE = (
     _PRELUDE
     + r"""
@@ -278,6 +291,8 @@ local seq, before = tonumber(ARGV[5]), tonumber(ARGV[6])
 local refused = ARGV[7] == '1'
 local retry_after = tonumber(ARGV[8])
 local per_hour, per_day, remaining = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+-- The longest recent round trip: how far apart the service's count and our log may be.
+set('flight', math.max(now - tonumber(ARGV[12]), (st.flight or 0) * 0.9))
 expire()
 -- A reservation whose lease ran out was already counted as sent.
 local was_flying = redis.call('ZREM', F, seq) == 1
@@ -305,7 +320,7 @@ else
   if remaining ~= nil then
     if trusted or st.rem == nil then
       -- Logged requests that may already have left the service's window are not credited.
-      set('hcut', math.floor((now - HOUR) / HW) + 1)
+      set('hcut', math.floor((now - HOUR + st.flight) / HW))
       set('rem', remaining - flying)
       set('stale', now + HOUR + margin)
       set('unconf', nil)

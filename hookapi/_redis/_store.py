@@ -295,11 +295,12 @@ class _Unavailable(Exception):
 class _Shared:
     """A reservation booked in Redis, and its shadow in the local view."""
 
-    __slots__ = ("before", "seq", "shadow")
+    __slots__ = ("before", "seq", "shadow", "started")
 
-    def __init__(self, seq: str, before: str, shadow: Reservation | None) -> None:
+    def __init__(self, seq: str, before: str, started: str, shadow: Reservation | None) -> None:
         self.seq = seq
         self.before = before
+        self.started = started
         self.shadow = shadow
 
 
@@ -356,6 +357,7 @@ class _RedisHook:
             token = _Shared(
                 reply[1].decode(),
                 reply[2].decode(),
+                reply[4].decode(),
                 shadow if isinstance(shadow, Reservation) else None,
             )
             return Reservation(probe=reply[3] == b"1", token=token)
@@ -408,6 +410,7 @@ class _RedisHook:
             _number(rate_limit and rate_limit.per_hour),
             _number(rate_limit and rate_limit.per_day),
             _number(rate_limit and rate_limit.remaining),
+            token.started,
         ]
         await self._end("settle", SETTLE, args)
 

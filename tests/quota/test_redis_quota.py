@@ -169,36 +169,46 @@ async def test_429_without_retry_after_waits_the_pacing_interval(make: Make) -> 
     assert 0 < blocked.retry_in <= 3600 / 120
 
 
-async def test_processes_wait_their_turn(make: Make) -> None:
-    first, second = make().hook(KEY), make().hook(KEY)
-    await first.settle(await take(first), ok(1, per_hour=2))
-    taken = await take(first)
-    # Both wait; the one that asked first is served first even if it asks last.
-    assert isinstance(await first.reserve(), NotNow)
-    assert isinstance(await second.reserve(), NotNow)
-    await first.refund(taken)
-    assert isinstance(await second.reserve(), NotNow)
-    assert isinstance(await first.reserve(), Reservation)
+async def test_waiting_processes_are_served_in_rounds(make: Make) -> None:
+    one, two = make().hook(KEY), make().hook(KEY)
+    await one.settle(await take(one), ok(2))
+    first, second = await take(one), await take(one)
+    assert isinstance(await one.reserve(), NotNow)
+    assert isinstance(await two.reserve(), NotNow)
+    await one.refund(first)
+    assert isinstance(await one.reserve(), Reservation)
+    # One slot again: the process that has not had one since both waited goes first.
+    await one.refund(second)
+    behind = await one.reserve()
+    assert isinstance(behind, NotNow)
+    assert behind.reason == "1 process(es) ahead in the queue"
+    assert isinstance(await two.reserve(), Reservation)
+
+
+async def until_reserved(hook: HookQuota, *, within: float) -> tuple[Reservation, float]:
+    """Ask as told until a slot comes; return it and the time it took."""
+    started = anyio.current_time()
+    while True:
+        answer = await hook.reserve()
+        waited = anyio.current_time() - started
+        if isinstance(answer, Reservation):
+            return answer, waited
+        assert answer.retry_in is not None
+        assert waited + answer.retry_in <= within, answer
+        await anyio.sleep(answer.retry_in)
 
 
 async def test_a_dead_process_reservation_is_reclaimed_after_its_lease(make: Make) -> None:
     dead, alive = make(lease=60.0).hook(KEY), make(lease=60.0).hook(KEY)
     await alive.settle(await take(alive), ok(1))
     await take(dead)  # never settled: its process died mid-request
-    waiting = await alive.reserve()
-    assert isinstance(waiting, NotNow)
-    assert waiting.retry_in is not None
-    assert waiting.retry_in <= 60.0 + 36.0 + 1
-    await anyio.sleep(waiting.retry_in)
-    # The lease ran out: the request may have been sent, so the fleet asks the service
-    # with one probe instead of waiting out the hour.
-    probe = await alive.reserve()
-    if isinstance(probe, NotNow):  # asked a moment early on a busy machine
-        assert probe.retry_in is not None
-        await anyio.sleep(probe.retry_in)
-        probe = await alive.reserve()
-    assert isinstance(probe, Reservation)
+    assert isinstance(await alive.reserve(), NotNow)
+    # The lease runs out: the request may have been sent, so it counts as used, and the fleet
+    # asks the service with one probe (a pacing interval, 36 s, after the last answer)
+    # instead of waiting out the hour.
+    probe, waited = await until_reserved(alive, within=60.0 + 36.0 + 60.0)
     assert probe.probe
+    assert waited >= 36.0
     await alive.settle(probe, ok(50))
     assert await alive.budget() == 50
 
