@@ -27,7 +27,7 @@ from ._exceptions import (
     ServerError,
     ServiceUnavailableError,
 )
-from ._quota import RateLimit
+from ._quota import MemoryQuota, QuotaPolicy, QuotaStore, RateLimit
 from ._redis import RedisQuota
 from ._retry import RetryPolicy
 from ._secrets import Secret
@@ -46,9 +46,12 @@ __all__ = [
     "HookAPIError",
     "InternalServerError",
     "InvalidInputError",
+    "MemoryQuota",
     "NotFoundError",
     "PermissionDeniedError",
     "PostResult",
+    "QuotaPolicy",
+    "QuotaStore",
     "QuotaUnavailableError",
     "RateLimit",
     "RateLimitError",

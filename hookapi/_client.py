@@ -29,12 +29,20 @@ from ._exceptions import (
 )
 from ._http import (
     DEADLINE_EXTENSION,
+    QUOTA_WAIT_EXTENSION,
     RATE_LIMIT_EXTENSION,
     SENDING_EXTENSION,
     RateLimitTransport,
     delivery_of,
 )
-from ._quota import Pacer, QuotaWaitTooLong, RateLimit, parse_retry_after
+from ._quota import (
+    HookKey,
+    QuotaStore,
+    QuotaWaitTooLong,
+    RateLimit,
+    default_store,
+    parse_retry_after,
+)
 from ._retry import RetryPolicy, call_with_retries
 from ._secrets import PLACEHOLDER, Secret, check_token
 from ._validate import check_base_url, check_timeout, encode_message
@@ -57,7 +65,8 @@ class PostResult:
 
     Attributes:
         status_code: The success status (the service answers 200).
-        attempts: Requests started, 1 when the first one succeeded.
+        attempts: Requests sent, 1 when the first one succeeded (a request that never left,
+            such as one refused by the client's own pacing, does not count).
         rate_limit: The rate-limit headers of the successful answer, if it had any.
         elapsed: Seconds the call took, throttle waits and retries included.
     """
@@ -73,6 +82,8 @@ class AsyncHookClient:
 
     One client serves any number of concurrent tasks: they share one connection pool and one
     view of the hook's quota, so together they never start a request the quota would refuse.
+    The quota is shared further: every client of the same hook (base URL and hook id) in a
+    process uses one quota state and one first-come-first-served queue, automatically.
 
     Args:
         hook_id: The hook's id (shown in reprs and errors; it is not a credential).
@@ -88,6 +99,9 @@ class AsyncHookClient:
         allow_insecure_http: Allow plain ``http://`` to a host that is not loopback.
         max_connections: Connections the default transport may open.
         user_agent: Sent as ``User-Agent``; default ``hookapi/<version>``.
+        quota: Where the hook's quota is kept (a :class:`~hookapi.QuotaStore`); default: the
+            process's shared :class:`~hookapi.MemoryQuota`. Pass a shared store to pace
+            several processes on one hook together.
 
     Example:
         >>> import anyio, hookapi
@@ -109,6 +123,7 @@ class AsyncHookClient:
         allow_insecure_http: bool = False,
         max_connections: int = 32,
         user_agent: str | None = None,
+        quota: QuotaStore | None = None,
     ) -> None:
 
         try:
@@ -129,6 +144,8 @@ class AsyncHookClient:
             raise InvalidInputError(
                 f"transport must be an httpx.AsyncBaseTransport, not {type(transport).__name__}."
             )
+        if quota is not None and not isinstance(quota, QuotaStore):
+            raise InvalidInputError(f"quota must be a QuotaStore, not {type(quota).__name__}.")
         path = f"{self._base_url.path.rstrip('/')}/{self._hook_id}/{{}}/message"
         self._url = self._base_url.copy_with(path=path.format(PLACEHOLDER))
         self._url_text = str(self._url)
@@ -144,10 +161,12 @@ class AsyncHookClient:
                 max_connections=max_connections,
                 ssl_context=httpx.create_ssl_context() if https else None,
             )
-        self._pacer = Pacer(label=self._url_text)
+        self._quota = quota if quota is not None else default_store()
+        key = HookKey(base_url=str(self._base_url).rstrip("/"), hook_id=self._hook_id)
         self._transport = RateLimitTransport(
             transport,
-            pacer=self._pacer,
+            store=self._quota,
+            key=key,
             real_url=self._base_url.copy_with(path=path.format(self._secret.reveal())),
             own_inner=own,
         )
@@ -222,6 +241,11 @@ class AsyncHookClient:
         return self._rate_limit
 
     @property
+    def quota(self) -> QuotaStore:
+        """The store that keeps this hook's quota (shared with every client of the hook)."""
+        return self._quota
+
+    @property
     def retry_policy(self) -> RetryPolicy:
         """The retry policy this client applies."""
         return self._retry
@@ -264,11 +288,22 @@ class AsyncHookClient:
     ) -> PostResult:
         """Post ``text`` to the hook's Desktop as the bot, throttled and retried.
 
+        Calls wait for the hook's quota in the order they were made (first come, first
+        served, across every client of the hook in the process). A burst larger than the
+        quota does not wait by default: each call that cannot get a slot within its
+        ``deadline`` (60 s by default) fails at once with :class:`RateLimitError`
+        (``local=True``, ``retry_after`` set, nothing sent). To let a burst drain at the
+        quota's pace instead, pass ``deadline=math.inf`` (here or in the
+        :class:`RetryPolicy`): each call then waits as long as its turn takes. For bursts
+        that should survive a restart, or that you do not want to hold tasks for, queue them
+        in an outbox (:doc:`howto`).
+
         Args:
             text: The message; a non-empty ``str`` that encodes as UTF-8.
             timeout: Seconds each attempt may take (default: the client's ``timeout``).
             deadline: Seconds the whole call may take, throttle waits, attempts and backoff
-                included (default: the retry policy's ``deadline``).
+                included (default: the retry policy's ``deadline``); ``math.inf`` waits as
+                long as the quota needs.
 
         Returns:
             What the successful answer said.
@@ -278,7 +313,8 @@ class AsyncHookClient:
             ClientClosedError: The client is closed.
             APIStatusError: The service refused (a subclass per status), after any retries.
             RateLimitError: Over quota; ``local`` is True when the client refused itself
-                because the quota could not come back before the deadline.
+                because the quota could not come back before the deadline, or the deadline
+                ended while the call waited for it (``retry_after``: the least wait known).
             APIConnectionError: No answer, after any retries; ``delivery`` says whether the
                 message may nevertheless have been posted.
         """
@@ -296,16 +332,22 @@ class AsyncHookClient:
             )
             return PostResult(
                 status_code=response.status_code,
-                attempts=call.attempts,
+                attempts=call.sent,
                 rate_limit=response.extensions.get(RATE_LIMIT_EXTENSION),
                 elapsed=anyio.current_time() - started,
             )
         assert scope.cancelled_caught
+        gate = call.extensions.get(QUOTA_WAIT_EXTENSION)
+        if gate is not None:
+            # The deadline ended while the call waited for the quota: nothing was in flight.
+            error = self._local_refusal(gate.estimate(), waited=True)
+            error.attempts = call.sent
+            raise error
         raise APITimeoutError(
             f"POST {self._url_text} did not finish within its {total:g} s deadline.",
             url=self._url_text,
             delivery=Delivery.UNKNOWN if call.sending() else Delivery.NOT_SENT,
-            attempts=call.attempts,
+            attempts=call.sent + call.sending(),
         )
 
     async def _send(self, call: _Call, attempt: int) -> httpx.Response:
@@ -341,16 +383,20 @@ class AsyncHookClient:
             raise self._local_refusal(failure.wait)
         raise self._connection_error(failure) from _safe_cause(failure, self._secret)
 
-    def _local_refusal(self, wait: float) -> RateLimitError:
-        if math.isinf(wait):
+    def _local_refusal(self, wait: float | None, *, waited: bool = False) -> RateLimitError:
+        if wait is not None and math.isinf(wait):
             why = "the service allows no requests at all (a quota of 0)"
+        elif waited:
+            known = "" if wait is None else f" (at least {wait:.1f} s more)"
+            why = f"its deadline ended while it waited for the hook's quota{known}"
         else:
             why = f"the hook's known quota cannot come back for at least {wait:.1f} s"
+            why += ", past this call's deadline"
         error = RateLimitError(
-            f"POST {self._url_text} was not sent: {why}, past this call's deadline.",
+            f"POST {self._url_text} was not sent: {why}.",
             url=self._url_text,
             status_code=429,
-            retry_after=None if math.isinf(wait) else wait,
+            retry_after=None if wait is None or math.isinf(wait) else wait,
             delivery=Delivery.NOT_SENT,
         )
         error.local = True
@@ -427,7 +473,7 @@ class AsyncHookClient:
 class _Call:
     """The state of one post_message call, shared by its attempts."""
 
-    __slots__ = ("attempts", "body", "client", "deadline_at", "extensions", "timeout")
+    __slots__ = ("attempts", "body", "client", "deadline_at", "extensions", "sent", "timeout")
 
     def __init__(self, client: AsyncHookClient, body: bytes, timeout: float, deadline_at: float):
         self.client = client
@@ -435,6 +481,7 @@ class _Call:
         self.timeout = timeout
         self.deadline_at = deadline_at
         self.attempts = 0
+        self.sent = 0  # requests that may have reached the network
         self.extensions: dict[str, Any] = {}
 
     def sending(self) -> bool:
@@ -445,11 +492,14 @@ class _Call:
         self.attempts = number
         self.extensions = {}
         try:
-            return await self.client._send(self, number)
+            response = await self.client._send(self, number)
         except HookAPIError as exc:
-            exc.attempts = number
+            self.sent += self.sending()
+            exc.attempts = self.sent
             self.extensions = {}
             raise
+        self.sent += self.sending()
+        return response
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:

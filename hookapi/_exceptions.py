@@ -83,7 +83,8 @@ class HookAPIError(Exception):
     """Base class of every error raised by hookapi.
 
     Attributes:
-        attempts: How many requests were started for this call (0 when none was).
+        attempts: How many requests of this call may have reached the service (0 when none
+            did: a local quota refusal, or failures to connect).
         delivery: Whether the message may have been delivered.
     """
 

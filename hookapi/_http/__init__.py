@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 
 from ._transport import (
     DEADLINE_EXTENSION,
+    QUOTA_WAIT_EXTENSION,
     RATE_LIMIT_EXTENSION,
     SENDING_EXTENSION,
+    WRITE_EXTENSION,
     RateLimitTransport,
     delivery_of,
 )
@@ -21,8 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEADLINE_EXTENSION",
+    "QUOTA_WAIT_EXTENSION",
     "RATE_LIMIT_EXTENSION",
     "SENDING_EXTENSION",
+    "WRITE_EXTENSION",
     "ConnectionPool",
     "RateLimitTransport",
     "delivery_of",

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
+from ._transport import WRITE_EXTENSION
+
 if TYPE_CHECKING:
     import ssl
 
@@ -274,6 +276,9 @@ class H1Connection(asyncio.Protocol):
         self._read_timeout = timeouts.get("read")
         self.expires_at = float("inf")  # a slow answer does not age the connection
         try:
+            on_write = request.extensions.get(WRITE_EXTENSION)
+            if on_write is not None:
+                on_write()  # the write-start signal: bytes may reach the network from here
             await self._send(request, timeouts.get("write"))
             status, version, reason, headers = await self._read_head(request.method == "HEAD")
         except BaseException:

@@ -22,6 +22,7 @@ import httpcore
 import httpx
 
 from ._h1 import H1Connection, Origin, open_connection
+from ._transport import WRITE_EXTENSION
 
 if TYPE_CHECKING:
     import ssl
@@ -98,6 +99,45 @@ class _Body(httpx.AsyncByteStream):
             await self._pool._give_back(connection)
 
 
+def _traced(extensions: dict[str, Any]) -> dict[str, Any]:
+    """``extensions`` with an httpcore ``trace`` that gives the write-start signal."""
+    on_write = extensions.get(WRITE_EXTENSION)
+    if on_write is None:
+        return extensions
+    chained = extensions.get("trace")
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name == "http11.send_request_headers.started":
+            on_write()
+        if chained is not None:
+            await chained(name, info)
+
+    return {**extensions, "trace": trace}
+
+
+class _Content:
+    """A request body in one chunk, iterated without an async generator.
+
+    httpcore iterates the body with ``async for``; httpx's ``ByteStream`` is an async
+    generator, which a cancellation mid-write leaves to the garbage collector (and a
+    ``ResourceWarning``). This iterator has nothing to finalise.
+    """
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body: bytes | None = body
+
+    def __aiter__(self) -> _Content:
+        return self
+
+    async def __anext__(self) -> bytes:
+        body, self._body = self._body, None
+        if body is None:
+            raise StopAsyncIteration
+        return body
+
+
 def _on_asyncio() -> bool:
     # A task of asyncio's own: trio (even as a guest on an asyncio loop) runs none.
     try:
@@ -167,12 +207,19 @@ class _Slots:
 class ConnectionPool(httpx.AsyncBaseTransport):
     """At most ``max_connections`` keep-alive HTTP/1.1 connections, with constant work per request.
 
+    It gives the write-start signal (the ``hookapi.on_write`` request extension) right before
+    the first byte of a request is written, on both paths, so a request that failed or was
+    cancelled before that is known not to have been sent.
+
     Args:
         max_connections: Connections open at once; more requests wait (up to the ``pool``
             timeout) for one to come free.
         keepalive_expiry: Seconds an idle connection is kept for reuse.
         ssl_context: For https; default: httpx's (certifi's roots), made on first use.
     """
+
+    #: It calls the ``hookapi.on_write`` request extension before writing.
+    hookapi_on_write = True
 
     def __init__(
         self,
@@ -314,9 +361,16 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                     scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path
                 ),
                 headers=request.headers.raw,
-                content=request.stream,
-                extensions=request.extensions,
+                content=_Content(b"".join(stream))
+                if isinstance(stream := request.stream, httpx.ByteStream)
+                else request.stream,
+                extensions=_traced(request.extensions),
             )
+            if _httpcore_patched():
+                # A mock stands in for httpcore's connections: it never traces a write.
+                on_write = request.extensions.get(WRITE_EXTENSION)
+                if on_write is not None:
+                    on_write()
             try:
                 with _as_httpx_errors():
                     response = await connection.handle_async_request(core_request)

@@ -8,28 +8,51 @@ holds the real URL, so nothing above this layer (loggers, errors, reprs) can see
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 
 from .._exceptions import Delivery
-from .._quota import Pacer, RateLimit, parse_retry_after
+from .._quota import (
+    HookKey,
+    QuotaAnswer,
+    QuotaGate,
+    QuotaStore,
+    RateLimit,
+    current_loop,
+    gate_for,
+    parse_retry_after,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
     "DEADLINE_EXTENSION",
+    "QUOTA_WAIT_EXTENSION",
     "RATE_LIMIT_EXTENSION",
     "SENDING_EXTENSION",
+    "WRITE_EXTENSION",
     "RateLimitTransport",
     "delivery_of",
 ]
 
 #: Request extension: the call's absolute deadline, in ``anyio.current_time()`` seconds.
 DEADLINE_EXTENSION = "hookapi.deadline"
-#: Request extension set to True once the request is handed to the inner transport.
+#: Request extension set to True once bytes of the request may have reached the network: when
+#: the inner transport calls :data:`WRITE_EXTENSION`, or (a transport that never does) as soon
+#: as the request is handed to it.
 SENDING_EXTENSION = "hookapi.sending"
+#: Request extension: a zero-argument callable the inner transport calls right before the
+#: first byte of the request is written to the network. A transport that does so says it with
+#: a true class attribute ``hookapi_on_write``; any other is assumed to send on entry.
+WRITE_EXTENSION = "hookapi.on_write"
+#: Request extension: the :class:`~hookapi._quota.QuotaGate` the request is waiting in, present
+#: while it waits for the quota and after a wait that ended in an error or a cancellation (so
+#: a deadline that ends there is a quota refusal).
+QUOTA_WAIT_EXTENSION = "hookapi.quota_wait"
 #: Response extension: the :class:`RateLimit` parsed from the answer (or ``None``).
 RATE_LIMIT_EXTENSION = "hookapi.rate_limit"
 
@@ -50,12 +73,30 @@ def delivery_of(exc: httpx.TransportError) -> Delivery:
     return Delivery.UNKNOWN
 
 
+class _OnWrite:
+    """The write-start signal of one request: marks it as possibly sent."""
+
+    __slots__ = ("_extensions",)
+
+    def __init__(self, extensions: dict[str, Any]) -> None:
+        self._extensions = extensions
+
+    def __call__(self) -> None:
+        self._extensions[SENDING_EXTENSION] = True
+
+
 class RateLimitTransport(httpx.AsyncBaseTransport):
-    """Throttles requests from a shared :class:`Pacer` and reveals the secret to ``inner`` only.
+    """Paces requests through the hook's shared quota and reveals the secret to ``inner`` only.
+
+    Every request first waits its turn in the hook's first-come-first-served queue (one per
+    hook, process and event loop, shared by every client of the hook) for a reservation from
+    the quota store. The reservation is *refunded* if no byte of the request can have reached
+    the network, and *settled* otherwise: with the answer's headers, or as unconfirmed.
 
     Args:
         inner: The transport that does the I/O.
-        pacer: The pacing state of the hook.
+        store: Where the hook's quota is kept.
+        key: Which hook (the store's key; never the secret).
         real_url: The request URL with the real secret, used only for the inner request.
         own_inner: Whether :meth:`aclose` closes ``inner`` (only if the client created it).
     """
@@ -64,20 +105,35 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
         self,
         inner: httpx.AsyncBaseTransport,
         *,
-        pacer: Pacer,
+        store: QuotaStore,
+        key: HookKey,
         real_url: httpx.URL,
         own_inner: bool,
     ) -> None:
         self._inner = inner
-        self._pacer = pacer
+        self._store = store
+        self._key = key
         self.__real_url = real_url
         self._own_inner = own_inner
+        self._signals_write = bool(getattr(type(inner), "hookapi_on_write", False))
         self._closed = False
+        self._loop: weakref.ref[object] | None = None
+        self._gate: QuotaGate | None = None
 
     @property
-    def pacer(self) -> Pacer:
-        """The pacing state this transport reserves from."""
-        return self._pacer
+    def store(self) -> QuotaStore:
+        """The store this transport reserves from."""
+        return self._store
+
+    def gate(self) -> QuotaGate:
+        """The hook's queue and quota on the running event loop (shared process-wide)."""
+        loop = current_loop()
+        gate = self._gate
+        if gate is None or self._loop is None or self._loop() is not loop:
+            # Held strongly here: it is what keeps the hook's shared state alive.
+            gate = self._gate = gate_for(self._store, self._key)
+            self._loop = weakref.ref(loop)
+        return gate
 
     def __repr__(self) -> str:
         return f"<RateLimitTransport inner={type(self._inner).__name__}>"
@@ -89,31 +145,42 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
             QuotaWaitTooLong: The quota cannot come back before the request's deadline.
             httpx.TransportError: From the inner transport; the secret is never in its text.
         """
-        deadline = request.extensions.get(DEADLINE_EXTENSION, math.inf)
-        pacer = self._pacer
-        ticket = pacer.try_reserve() or await pacer.acquire(deadline=deadline)
-        request.extensions[SENDING_EXTENSION] = True
+        extensions = request.extensions
+        deadline = extensions.get(DEADLINE_EXTENSION, math.inf)
+        gate = self.gate()
+        # Left in place if the wait ends in an error or a cancellation: the caller reads it.
+        extensions[QUOTA_WAIT_EXTENSION] = gate
+        reservation = await gate.acquire(deadline=deadline)
+        del extensions[QUOTA_WAIT_EXTENSION]
+        if self._signals_write:
+            extensions[WRITE_EXTENSION] = _OnWrite(extensions)
+        else:
+            extensions[SENDING_EXTENSION] = True
         # The secret goes in for the inner call only, and comes out however that call ends.
         public_url = request.url
         request.url = self.__real_url
         try:
             response = await self._inner.handle_async_request(request)
-        except httpx.TransportError as exc:
-            pacer.release(ticket, sent=delivery_of(exc) is not Delivery.NOT_SENT)
-            raise
-        except BaseException:
-            # Cancelled or crashed mid-request: it may have been sent.
-            pacer.release(ticket, sent=True)
+        except BaseException as exc:
+            sent = bool(extensions.get(SENDING_EXTENSION))
+            if isinstance(exc, httpx.TransportError) and delivery_of(exc) is Delivery.NOT_SENT:
+                sent = extensions[SENDING_EXTENSION] = False
+            # Shielded: a cancelled request must still give its slot back, or count it.
+            with anyio.CancelScope(shield=True):
+                if sent:
+                    await gate.settle(reservation, None)
+                else:
+                    await gate.refund(reservation)
             raise
         finally:
             request.url = public_url
-        rate_limit = RateLimit.from_headers(response.headers)
-        refused = response.status_code == 429
-        pacer.settle(
-            ticket,
-            rate_limit,
-            refused=refused,
-            retry_after=parse_retry_after(response.headers.get("retry-after")) if refused else None,
+        headers = response.headers
+        rate_limit = RateLimit.from_headers(headers)
+        status = response.status_code
+        retry_after = parse_retry_after(headers.get("retry-after")) if status == 429 else None
+        await gate.settle(
+            reservation,
+            QuotaAnswer(status_code=status, rate_limit=rate_limit, retry_after=retry_after),
         )
         response.extensions = {**response.extensions, RATE_LIMIT_EXTENSION: rate_limit}
         return response

@@ -7,7 +7,9 @@ re-exported here. It never imports the client or the HTTP stack.
 from __future__ import annotations
 
 from ._headers import RateLimit, parse_retry_after
-from ._pacer import Pacer, QuotaWaitTooLong, Ticket
+from ._loops import current_loop
+from ._memory import HookState, MemoryQuota
+from ._queue import QuotaGate, QuotaWaitTooLong, default_store, gate_for
 from ._store import (
     HookKey,
     HookQuota,
@@ -21,14 +23,18 @@ from ._store import (
 __all__ = [
     "HookKey",
     "HookQuota",
+    "HookState",
+    "MemoryQuota",
     "NotNow",
-    "Pacer",
     "QuotaAnswer",
+    "QuotaGate",
     "QuotaPolicy",
     "QuotaStore",
     "QuotaWaitTooLong",
     "RateLimit",
     "Reservation",
-    "Ticket",
+    "current_loop",
+    "default_store",
+    "gate_for",
     "parse_retry_after",
 ]

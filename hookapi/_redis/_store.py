@@ -16,13 +16,22 @@ import logging
 import math
 import sys
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import anyio
 
 from .._exceptions import InvalidInputError, QuotaUnavailableError
-from .._quota import HookKey, NotNow, Pacer, QuotaAnswer, QuotaPolicy, Reservation
+from .._quota import (
+    HookKey,
+    HookState,
+    MemoryQuota,
+    NotNow,
+    QuotaAnswer,
+    QuotaPolicy,
+    Reservation,
+)
 from ._scripts import BUDGET, KEY_NAMES, RELEASE, RESERVE, SETTLE
 
 if TYPE_CHECKING:
@@ -143,12 +152,12 @@ class RedisQuota:
                 )
             self._where = _where(url_or_client)
             self._url: str | None = url_or_client
-            self._client: Redis | None = None
+            self._given: Redis | None = None
         elif isinstance(url_or_client, redis.asyncio.Redis):
             kwargs = url_or_client.connection_pool.connection_kwargs
             self._where = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
             self._url = None
-            self._client = url_or_client
+            self._given = url_or_client
         else:
             raise InvalidInputError(
                 "RedisQuota takes a Redis URL or a redis.asyncio.Redis client, "
@@ -171,8 +180,14 @@ class RedisQuota:
             "" if probe is None else probe,
             self._policy.max_probe_interval,
         ]
-        self._scripts: dict[str, AsyncScript] = {}
-        self._hooks: dict[HookKey, _RedisHook] = {}
+        # The in-memory store it paces from while Redis is unavailable (its own, not the
+        # process's default: its state shadows only what went through this store).
+        self._memory = MemoryQuota(policy=self._policy)
+        # redis-py's connections belong to the event loop that opened them: one client (and
+        # one set of hooks) per loop.
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PerLoop] = (
+            weakref.WeakKeyDictionary()
+        )
         self._down = False
         self._retry_at = -math.inf
         self._closed = False
@@ -194,37 +209,42 @@ class RedisQuota:
         Raises:
             InvalidInputError: The running loop is not asyncio's (trio).
         """
-        if not _in_asyncio():
-            raise InvalidInputError(_ASYNCIO_ONLY)
-        found = self._hooks.get(key)
+        here = self._here()
+        found = here.hooks.get(key)
         if found is None:
-            found = self._hooks[key] = _RedisHook(self, key)
+            found = here.hooks[key] = _RedisHook(self, key, self._memory.hook(key))
         return found
 
-    def _redis(self) -> Redis:
-        if self._client is None:
-            import redis.asyncio  # noqa: PLC0415
+    def _here(self) -> _PerLoop:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise InvalidInputError(_ASYNCIO_ONLY) from None
+        here = self._loops.get(loop)
+        if here is None:
+            if self._given is not None:
+                client = self._given
+            else:
+                import redis.asyncio  # noqa: PLC0415
 
-            assert self._url is not None
-            # redis-py times its sockets on the loop's clock: the same bound as ours.
-            bound = REDIS_TIMEOUT * self._scale
-            self._client = redis.asyncio.Redis.from_url(
-                self._url, socket_timeout=bound, socket_connect_timeout=bound
-            )
-        return self._client
-
-    def _script(self, name: str, text: str) -> AsyncScript:
-        # Loaded once by SHA; redis-py loads it again when Redis answers NOSCRIPT.
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self._redis().register_script(text)
-        return script
+                assert self._url is not None
+                # redis-py times its sockets on the loop's clock: the same bound as ours.
+                bound = REDIS_TIMEOUT * self._scale
+                client = redis.asyncio.Redis.from_url(
+                    self._url, socket_timeout=bound, socket_connect_timeout=bound
+                )
+            here = self._loops[loop] = _PerLoop(client)
+        return here
 
     async def _call(self, name: str, text: str, keys: list[str], args: list[str | float]) -> Any:
         """Run one script, bounded by the Redis timeout; raise ``_Unavailable`` on failure."""
         import redis.exceptions  # noqa: PLC0415
 
-        script = self._script(name, text)
+        here = self._here()
+        script = here.scripts.get(name)
+        if script is None:
+            # Loaded once by SHA; redis-py loads it again when Redis answers NOSCRIPT.
+            script = here.scripts[name] = here.client.register_script(text)
         try:
             with anyio.fail_after(REDIS_TIMEOUT * self._scale):
                 reply = await script(keys=keys, args=[*self._common, *args])
@@ -263,12 +283,24 @@ class RedisQuota:
         return self._down and anyio.current_time() < self._retry_at
 
     async def aclose(self) -> None:
-        """Close the Redis client if this store made it; calling it again does nothing."""
+        """Finish the updates still on their way to Redis, and close the client it made.
+
+        A client passed in stays open (it is its owner's). Calling it again does nothing.
+        """
         if self._closed:
             return
         self._closed = True
-        if self._url is not None and self._client is not None:
-            await self._client.aclose()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - only reachable outside any loop
+            return
+        here = self._loops.pop(loop, None)
+        if here is None:
+            return
+        for hook in here.hooks.values():
+            await hook.flush()
+        if self._given is None:
+            await here.client.aclose()
 
     async def __aenter__(self) -> RedisQuota:
         return self
@@ -286,6 +318,17 @@ def _running_trio() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+class _PerLoop:
+    """What a store keeps per event loop: its Redis client, loaded scripts and hooks."""
+
+    __slots__ = ("client", "hooks", "scripts")
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self.scripts: dict[str, AsyncScript] = {}
+        self.hooks: dict[HookKey, _RedisHook] = {}
 
 
 class _Unavailable(Exception):
@@ -316,15 +359,18 @@ class _Local:
 class _RedisHook:
     """One hook's quota in Redis, for one process; it implements ``HookQuota``."""
 
-    def __init__(self, store: RedisQuota, key: HookKey) -> None:
+    def __init__(self, store: RedisQuota, key: HookKey, local: HookState) -> None:
         self._store = store
         digest = hashlib.sha256(key.base_url.rstrip("/").encode()).hexdigest()[:16]
         base = f"{store._prefix}{{{key.hook_id}}}:{digest}:"
         self.keys = [base + name for name in KEY_NAMES]
         # This process's place in the fleet's queue (only its head caller ever asks).
         self._waiter = uuid.uuid4().hex
-        self._local = _PacerQuota(label=str(key))
+        self._local = local
         self._scale = store._scale
+        # Refunds and settles on their way to Redis: the caller never waits for them (a shielded
+        # wait could outlast its deadline); the next reservation does.
+        self._pending: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<RedisQuota hook keys={self.keys[0][:-5]!r}>"
@@ -332,6 +378,7 @@ class _RedisHook:
     async def reserve(self) -> Reservation | NotNow:
         """Take a slot in Redis, or say when to ask again; the local view when Redis is down."""
         store = self._store
+        await self.flush()
         if store._use_local():
             return await self._reserve_locally()
         # Used by Redis only if it lost the hook (a restart): then this process's view is
@@ -387,7 +434,7 @@ class _RedisHook:
         assert isinstance(token, _Shared)
         if token.shadow is not None:
             await self._local.refund(token.shadow)
-        await self._end("release", RELEASE, [token.seq, "0"])
+        self._send("release", RELEASE, [token.seq, "0"])
 
     async def settle(self, reservation: Reservation, answer: QuotaAnswer | None) -> None:
         """Count the request, and learn from the service's answer when there is one."""
@@ -399,7 +446,7 @@ class _RedisHook:
         if token.shadow is not None:
             await self._local.settle(token.shadow, answer)
         if answer is None:
-            await self._end("release", RELEASE, [token.seq, "1"])
+            self._send("release", RELEASE, [token.seq, "1"])
             return
         rate_limit = answer.rate_limit
         args: list[str | float] = [
@@ -412,13 +459,23 @@ class _RedisHook:
             _number(rate_limit and rate_limit.remaining),
             token.started,
         ]
-        await self._end("settle", SETTLE, args)
+        self._send("settle", SETTLE, args)
+
+    def _send(self, name: str, text: str, args: list[str | float]) -> None:
+        task = asyncio.get_running_loop().create_task(self._end(name, text, args))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _end(self, name: str, text: str, args: list[str | float]) -> None:
         # Never raises: the request has been decided already, and an error here could make
         # a caller send again a message that was posted. A lost update expires with its lease.
         with contextlib.suppress(_Unavailable, QuotaUnavailableError):
             await self._store._call(name, text, self.keys, args)
+
+    async def flush(self) -> None:
+        """Wait until every refund and settle of this process has reached Redis (or failed)."""
+        while self._pending:
+            await asyncio.wait(set(self._pending))
 
     async def budget(self) -> float:
         """Requests that may start now, by Redis's count (the local view's while it is down)."""
@@ -429,38 +486,3 @@ class _RedisHook:
         except (_Unavailable, QuotaUnavailableError):
             return await self._local.budget()
         return float(reply)
-
-
-class _PacerQuota:
-    """The in-process view a hook falls back to while Redis is down: a :class:`Pacer`."""
-
-    def __init__(self, *, label: str) -> None:
-        self._pacer = Pacer(label=label)
-
-    async def reserve(self) -> Reservation | NotNow:
-        ticket = self._pacer.try_reserve()
-        if ticket is not None:
-            return Reservation(token=ticket)
-        now = anyio.current_time()
-        recovery = self._pacer._recovery(now)
-        return NotNow(
-            retry_in=None if recovery is None else recovery - now, reason=self._pacer._reason()
-        )
-
-    async def refund(self, reservation: Reservation) -> None:
-        self._pacer.release(reservation.token, sent=False)  # type: ignore[arg-type]
-
-    async def settle(self, reservation: Reservation, answer: QuotaAnswer | None) -> None:
-        ticket = reservation.token
-        if answer is None:
-            self._pacer.release(ticket, sent=True)  # type: ignore[arg-type]
-            return
-        self._pacer.settle(
-            ticket,  # type: ignore[arg-type]
-            answer.rate_limit,
-            refused=answer.refused,
-            retry_after=answer.retry_after,
-        )
-
-    async def budget(self) -> float:
-        return self._pacer.budget()

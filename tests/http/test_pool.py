@@ -121,8 +121,10 @@ async def test_concurrency_is_bounded_by_max_connections() -> None:
 
 async def test_a_full_pool_times_out_as_not_sent() -> None:
     async with serving() as server:
-        server.hold = anyio.Event()
         client = client_for(server, max_connections=1, retry=RetryPolicy.disabled())
+        # Until its first answer the client sends one request at a time, to learn the quota.
+        await client.post_message("learns that no quota is announced")
+        server.hold, server.arrived = anyio.Event(), anyio.Event()
         async with client, anyio.create_task_group() as tg:
             tg.start_soon(client.post_message, "holds the only connection")
             await server.arrived.wait()

@@ -6,7 +6,9 @@ import itertools
 import logging
 import math
 from collections import deque
+from collections.abc import Coroutine
 from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -14,11 +16,22 @@ import pytest
 
 from hookapi import RateLimitError, RetryPolicy
 from hookapi._http import RateLimitTransport
-from hookapi._quota import Pacer, RateLimit, Ticket, _pacer
+from hookapi._quota import (
+    HookKey,
+    HookState,
+    MemoryQuota,
+    NotNow,
+    QuotaAnswer,
+    QuotaPolicy,
+    RateLimit,
+    Reservation,
+)
 
-from ..conftest import ClientFactory, rate_headers
+from ..conftest import HOOK_ID, ClientFactory, rate_headers
 
 pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
 
 
 class QuotaService:
@@ -96,8 +109,9 @@ async def test_waits_for_the_quota_to_come_back_without_a_refusal(
         elapsed = anyio.current_time() - started
     assert service.refused == 0
     assert len(service.accepted) == 40
-    # 9 go at once, then 10 more each hour: the last batch starts just after 3 h
-    assert 3 * 3600 < elapsed < 3 * 3600 + 10
+    # 9 go at once, then 10 more each hour: the last batch starts just after 3 h (each hour
+    # late by at most one 12 s bucket and the margin, so that none is credited back early)
+    assert 3 * 3600 < elapsed < 3 * 3600 + 3 * 12.5
 
 
 async def test_never_idles_while_the_budget_allows(make_client: ClientFactory) -> None:
@@ -161,7 +175,7 @@ async def test_missing_headers_mean_no_throttling(make_client: ClientFactory) ->
     ):
         for i in range(30):
             tg.start_soon(client.post_message, f"m{i}")
-    assert peak == 30
+    assert peak == 29  # the first went alone to learn the quota; then nothing held them back
     assert client.rate_limit is None
 
 
@@ -216,13 +230,12 @@ async def test_refusals_back_off_instead_of_storming(make_client: ClientFactory)
             for i in range(20):
                 tg.start_soon(post, i)
     assert outcomes == [RateLimitError] * 20
-    # the first contact is a burst (nothing known yet); after it, one probe at a time
-    # with growing gaps: 1 s, 2 s, 4 s ... capped at an hour
-    later = times[20:]
-    assert peak == 20
-    gaps = [b - a for a, b in itertools.pairwise(later)]
+    # the first request learns alone; after it, one probe at a time with growing gaps
+    # (1 s, 2 s, 4 s ... up to 300 s), and never more than 12 refusals in an hour
+    assert peak == 1
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(g2 >= g1 - 0.02 for g1, g2 in itertools.pairwise(gaps))
-    assert len(times) < 20 + 15
+    assert len(times) == 12
 
 
 async def test_retry_after_on_429_holds_every_task(make_client: ClientFactory) -> None:
@@ -245,104 +258,152 @@ async def test_retry_after_on_429_holds_every_task(make_client: ClientFactory) -
     assert len(calls) == 7
 
 
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never awaits (the in-memory store's methods) to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    raise AssertionError("the in-memory store awaited something")  # pragma: no cover
+
+
+class Hook:
+    """One hook's in-memory state on a hand-driven clock."""
+
+    def __init__(self, policy: QuotaPolicy | None = None) -> None:
+        self.now = 0.0
+        self.state = HookState(policy or QuotaPolicy(), clock=lambda: self.now)
+
+    def reserve(self) -> Reservation | NotNow:
+        return run(self.state.reserve())
+
+    def take(self) -> Reservation:
+        reservation = self.reserve()
+        assert isinstance(reservation, Reservation), reservation
+        return reservation
+
+    def answer(
+        self,
+        reservation: Reservation,
+        status: int = 200,
+        retry_after: float | None = None,
+        **rl: int,
+    ) -> None:
+        answer = QuotaAnswer(
+            status_code=status, rate_limit=RateLimit(**rl), retry_after=retry_after
+        )
+        run(self.state.settle(reservation, answer))
+
+    def lost(self, reservation: Reservation) -> None:
+        run(self.state.settle(reservation, None))
+
+    def refund(self, reservation: Reservation) -> None:
+        run(self.state.refund(reservation))
+
+    def budget(self) -> float:
+        return run(self.state.budget())
+
+
 @pytest.mark.parametrize(
     ("b_remaining", "a_remaining"),
     [(8, 9), (9, 8)],
     ids=["service-counted-a-first", "service-counted-b-first"],
 )
 def test_overtaken_answers_keep_the_budget_exact(b_remaining: int, a_remaining: int) -> None:
-    pacer = Pacer(clock=lambda: 0.0)
-    first = pacer.try_reserve()
-    assert first is not None
-    pacer.settle(first, RateLimit(per_hour=100, remaining=10), refused=False)
-    a, b = pacer.try_reserve(), pacer.try_reserve()
-    assert a is not None
-    assert b is not None
-    assert pacer.budget() == 8
+    hook = Hook()
+    hook.answer(hook.take(), per_hour=100, remaining=10)
+    a, b = hook.take(), hook.take()
+    assert hook.budget() == 8
     # b's answer arrives first and is trusted (nothing else answered during its flight);
     # a, still in flight, is assumed not yet counted
-    pacer.settle(b, RateLimit(per_hour=100, remaining=b_remaining), refused=False)
-    assert pacer.budget() == b_remaining - 1
+    hook.answer(b, per_hour=100, remaining=b_remaining)
+    assert hook.budget() == b_remaining - 1
     # a's answer says whether the service counted it before b; either way the truth is 8
-    pacer.settle(a, RateLimit(per_hour=100, remaining=a_remaining), refused=False)
-    assert pacer.budget() == 8
+    hook.answer(a, per_hour=100, remaining=a_remaining)
+    assert hook.budget() == 8
 
 
 def test_an_answer_can_never_raise_the_budget_past_the_services_word() -> None:
-    pacer = Pacer(clock=lambda: 0.0)
-    first = pacer.try_reserve()
-    assert first is not None
-    pacer.settle(first, RateLimit(remaining=5), refused=False)
-    a, b = pacer.try_reserve(), pacer.try_reserve()
-    assert a is not None
-    assert b is not None
-    pacer.settle(b, RateLimit(remaining=0), refused=False)  # others used the quota meanwhile
-    pacer.settle(a, RateLimit(remaining=0), refused=False)
-    assert pacer.budget() <= 0
+    hook = Hook()
+    hook.answer(hook.take(), remaining=5)
+    a, b = hook.take(), hook.take()
+    hook.answer(b, remaining=0)  # others used the quota meanwhile
+    hook.answer(a, remaining=0)
+    assert hook.budget() <= 0
 
 
 def test_budget_comes_back_as_own_requests_leave_the_hour() -> None:
-    now = [0.0]
-    pacer = Pacer(clock=lambda: now[0], margin=0.5)
-    tickets = [pacer.try_reserve() for _ in range(3)]
+    hook = Hook(QuotaPolicy(margin=0.5))
+    hook.answer(hook.take(), per_hour=4, per_day=100, remaining=3)
+    reservations = [hook.take() for _ in range(3)]
     # the service counted them in the opposite order to the one their answers arrive in
-    for ticket, remaining in zip(tickets, (0, 2, 1), strict=True):
-        assert ticket is not None
-        pacer.settle(ticket, RateLimit(per_hour=3, per_day=100, remaining=remaining), refused=False)
-    assert pacer.budget() == 0
-    now[0] = 3600.4
-    assert pacer.budget() == 0
-    now[0] = 3600.5
-    assert pacer.budget() == 3
+    for reservation, remaining in zip(reservations, (0, 2, 1), strict=True):
+        hook.answer(reservation, per_hour=4, per_day=100, remaining=remaining)
+    assert hook.budget() == 0
+    # counted in 12 s buckets, each credited back at its end + an hour + the margin: never early
+    hook.now = 3612.4
+    assert hook.budget() == 0
+    hook.now = 3612.5
+    assert hook.budget() == 4
 
 
 def test_answers_in_processing_order_keep_the_budget_exact() -> None:
-    pacer = Pacer(clock=lambda: 0.0)
-    first = pacer.try_reserve()
-    assert first is not None
-    pacer.settle(first, RateLimit(remaining=10), refused=False)
-    tickets = [pacer.try_reserve() for _ in range(4)]
-    for ticket, remaining in zip(tickets, (9, 8, 7, 6), strict=True):
-        assert ticket is not None
-        pacer.settle(ticket, RateLimit(remaining=remaining), refused=False)
-    assert pacer.budget() == 6
+    hook = Hook()
+    hook.answer(hook.take(), remaining=10)
+    reservations = [hook.take() for _ in range(4)]
+    for reservation, remaining in zip(reservations, (9, 8, 7, 6), strict=True):
+        hook.answer(reservation, remaining=remaining)
+    assert hook.budget() == 6
 
 
-def test_not_sent_requests_give_their_reservation_back() -> None:
-    pacer = Pacer(clock=lambda: 0.0)
-    ticket = pacer.try_reserve()
-    assert ticket is not None
-    pacer.settle(ticket, RateLimit(per_hour=10, remaining=2), refused=False)
-    again = pacer.try_reserve()
-    assert again is not None
-    assert pacer.budget() == 1
-    pacer.release(again, sent=False)
-    assert pacer.budget() == 2
-    maybe = pacer.try_reserve()
-    assert maybe is not None
-    pacer.release(maybe, sent=True)
-    assert pacer.budget() == 1
+def test_refunds_give_the_slot_back_and_lost_requests_count() -> None:
+    hook = Hook()
+    hook.answer(hook.take(), per_hour=10, remaining=2)
+    again = hook.take()
+    assert hook.budget() == 1
+    hook.refund(again)
+    assert hook.budget() == 2
+    maybe = hook.take()
+    hook.lost(maybe)
+    assert hook.budget() == 1
+
+
+def test_until_the_first_answer_one_request_goes_alone() -> None:
+    hook = Hook()
+    first = hook.take()
+    assert first.probe
+    waiting = hook.reserve()
+    assert isinstance(waiting, NotNow)
+    assert waiting.retry_in is None  # only the answer can tell
+    hook.refund(first)  # it never left: the next one learns instead
+    second = hook.take()
+    hook.answer(second)
+    assert hook.budget() == math.inf
 
 
 def test_no_headers_no_limit() -> None:
-    pacer = Pacer(clock=lambda: 0.0)
-    ticket = pacer.try_reserve()
-    assert ticket is not None
-    pacer.settle(ticket, None, refused=False)
-    assert pacer.budget() == math.inf
+    hook = Hook()
+    run(hook.state.settle(hook.take(), QuotaAnswer(status_code=200)))
+    assert hook.budget() == math.inf
 
 
 def test_a_remaining_older_than_an_hour_is_forgotten() -> None:
-    now = [0.0]
-    pacer = Pacer(clock=lambda: now[0])
-    ticket = pacer.try_reserve()
-    assert ticket is not None
-    # someone else used the hour up; this client's only request was counted long ago
-    pacer.settle(ticket, RateLimit(remaining=0), refused=False)
-    pacer._hour_log.clear()
-    assert pacer.budget() == 0
-    now[0] = 3600.5
-    assert pacer.budget() == math.inf
+    hook = Hook()
+    hook.answer(hook.take(), remaining=0)
+    assert hook.budget() == 0
+    hook.now = 3600.5
+    assert hook.budget() == math.inf
+
+
+def test_the_state_has_a_fixed_size_whatever_the_rate() -> None:
+    hook = Hook()
+    size = hook.state.nbytes()
+    assert size < 64 * 1024
+    hook.answer(hook.take(), per_hour=10**6, per_day=10**7, remaining=10**6)
+    for _ in range(5000):
+        hook.now += 0.17  # about 500,000 a day
+        hook.answer(hook.take(), per_hour=10**6, per_day=10**7, remaining=10**6)
+    assert hook.state.nbytes() == size
 
 
 async def test_a_quota_of_zero_is_refused_at_once(make_client: ClientFactory) -> None:
@@ -390,27 +451,18 @@ async def test_the_transport_layer_closes_only_what_it_owns() -> None:
         async def aclose(self) -> None:
             closed.append("inner")
 
-    pacer = Pacer()
+    store = MemoryQuota()
+    key = HookKey(base_url="https://x.test", hook_id="a")
     url = httpx.URL("https://x.test/a/s/message")
-    async with RateLimitTransport(Inner(), pacer=pacer, real_url=url, own_inner=True) as layer:
-        assert layer.pacer is pacer
+    layer = RateLimitTransport(Inner(), store=store, key=key, real_url=url, own_inner=True)
+    async with layer:
+        assert layer.store is store
+        assert layer.gate() is layer.gate()
         assert "s/message" not in repr(layer)
     await layer.aclose()
-    async with RateLimitTransport(Inner(), pacer=pacer, real_url=url, own_inner=False):
+    async with RateLimitTransport(Inner(), store=store, key=key, real_url=url, own_inner=False):
         pass
     assert closed == ["inner"]
-
-
-def test_logs_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_pacer, "_LOG_CAP", 100)
-    pacer = Pacer(clock=lambda: 0.0)
-    first = pacer.try_reserve()
-    assert first is not None
-    pacer.settle(first, RateLimit(per_hour=10**9, per_day=80, remaining=10**9), refused=False)
-    for seq in range(300):
-        pacer._log(Ticket(seq, 0.0, 0), 0.0)
-    assert len(pacer._hour_log) == 100
-    assert len(pacer._day_log) == 160
 
 
 async def test_each_throttle_wait_is_logged_with_its_delay(
@@ -423,6 +475,65 @@ async def test_each_throttle_wait_is_logged_with_its_delay(
         await client.post_message("waits an hour", deadline=2 * 3600)
     waits = [r for r in caplog.records if getattr(r, "hookapi_event", None) == "throttle"]
     assert len(waits) == 1
-    assert vars(waits[0])["hookapi_delay"] == pytest.approx(3600.5, abs=0.1)
-    assert "waiting up to 3600.5" in waits[0].getMessage()
-    assert "***" in waits[0].getMessage()
+    # its answer came at 0.05 s, in the 12 s bucket that is credited back at 3612.5 s
+    assert vars(waits[0])["hookapi_delay"] == pytest.approx(3612.45, abs=0.01)
+    assert "waiting up to 3612.450" in waits[0].getMessage()
+    assert HOOK_ID in waits[0].getMessage()  # the hook is named by its id, never its secret
+
+
+def test_a_budget_spent_by_unanswered_requests_is_probed_not_sat_out() -> None:
+    hook = Hook()
+    hook.answer(hook.take(), per_hour=10, remaining=2)
+    hook.lost(hook.take())
+    hook.lost(hook.take())  # cancelled after writing: the service may or may not count them
+    waiting = hook.reserve()
+    assert isinstance(waiting, NotNow)
+    # not the hour it takes them to leave: one pacing interval (3600 / 10 s) after the answer
+    assert waiting.retry_in == pytest.approx(360.0)
+    hook.now = 360.0
+    probe = hook.take()
+    assert probe.probe
+    assert isinstance(hook.reserve(), NotNow)  # one probe at a time
+    # the service counted only one of them: its word supersedes the unconfirmed bookings
+    hook.answer(probe, per_hour=10, remaining=7)
+    assert hook.budget() == 7
+
+
+def test_remaining_zero_spent_by_others_is_probed_on_a_growing_schedule() -> None:
+    hook = Hook(QuotaPolicy(max_refused_probes_per_hour=3))
+    hook.answer(hook.take(), per_hour=120, remaining=0, used=120)  # 119 are someone else's
+    waiting = hook.reserve()
+    assert isinstance(waiting, NotNow)
+    assert waiting.retry_in == pytest.approx(30.0)
+    times = []
+    while hook.now < 3600:
+        answer = hook.reserve()
+        if isinstance(answer, NotNow):
+            assert answer.retry_in is not None
+            hook.now += answer.retry_in
+            continue
+        assert answer.probe
+        times.append(hook.now)
+        hook.answer(answer, status=429, per_hour=120, remaining=0, used=120)
+    # 30 s, then doubling after each refusal (60, 120 s); then the cap of 3 refusals in any
+    # hour holds the next one back until the first refusal is an hour old
+    assert times == [30.0, 90.0, 210.0]
+    assert hook.now == 3630.0
+    assert hook.take().probe
+
+
+def test_a_refusal_without_retry_after_blocks_for_the_probe_interval() -> None:
+    hook = Hook(QuotaPolicy(probe_interval=3, max_probe_interval=8))
+    hook.answer(hook.take(), status=429)
+    waiting = hook.reserve()
+    assert isinstance(waiting, NotNow)
+    assert waiting.retry_in == 6  # the interval, doubled by the refusal
+    hook.now = 6
+    hook.answer(hook.take(), status=429, retry_after=2)  # the interval (12, capped at 8) wins
+    waiting = hook.reserve()
+    assert isinstance(waiting, NotNow)
+    assert waiting.retry_in == 8
+    hook.now = 14
+    probe = hook.take()
+    hook.refund(probe)  # never left: the next request is the probe
+    assert hook.take().probe

@@ -1,0 +1,467 @@
+"""The in-memory quota store: counts in fixed-size time buckets, constant work per decision.
+
+The service sends no reset time, so the store paces from what it can know: the last
+``Remaining`` it can trust, the requests it has started since, and counts of its own requests
+in time buckets that it credits back as they leave the hourly and daily windows. Buckets are
+released at their *end* plus the window, so a request is never credited back before the
+service can have let it go: the estimate may over-count by one bucket's width, never under.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from array import array
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+
+from ._headers import RateLimit
+from ._loops import current_loop
+from ._store import HookKey, NotNow, QuotaAnswer, QuotaPolicy, Reservation
+
+__all__ = ["DAY", "HOUR", "MemoryQuota"]
+
+HOUR: Final = 3600.0
+DAY: Final = 86400.0
+#: Bucket widths: own answered requests (both windows), and unconfirmed bookings.
+_WIDTH: Final = 12.0
+_UNCONFIRMED_WIDTH: Final = 60.0
+
+
+class _Ring:
+    """Counts of events in buckets of ``width`` seconds, with a running total per window.
+
+    An event at ``t`` falls in bucket ``floor(t / width)`` and leaves window ``k`` at the end of
+    its bucket plus ``windows[k]`` plus ``margin``. The ring holds the longest window's buckets
+    only, so its size is fixed whatever the rate: ``4 * (longest / width + 3)`` bytes.
+    """
+
+    __slots__ = ("_counts", "_delays", "_newest", "_ptr", "_size", "_width", "totals")
+
+    def __init__(self, width: float, windows: tuple[float, ...], margin: float) -> None:
+        self._width = width
+        self._delays = [window + margin for window in windows]
+        self._size = int(max(windows) // width) + int(margin // width) + 3
+        self._counts = array("i", bytes(4 * self._size))
+        self._ptr: list[int | None] = [None] * len(windows)
+        self._newest = -1
+        self.totals = [0] * len(windows)
+
+    def index(self, t: float) -> int:
+        """The bucket that holds time ``t``."""
+        return math.floor(t / self._width)
+
+    def add(self, t: float) -> None:
+        """Count one event at ``t`` (never earlier than the events already counted)."""
+        i = max(self.index(t), self._newest)
+        self._counts[i % self._size] += 1
+        self._newest = i
+        ptr = self._ptr
+        totals = self.totals
+        for k in range(len(totals)):
+            totals[k] += 1
+            if ptr[k] is None:
+                ptr[k] = i
+
+    def release_at(self, i: int, k: int) -> float:
+        """When bucket ``i`` leaves window ``k``."""
+        return (i + 1) * self._width + self._delays[k]
+
+    def expire(self, now: float, k: int, credit_from: int | None = None) -> int:
+        """Drop the buckets that have left window ``k`` by ``now``.
+
+        Returns:
+            How many of the dropped events were in buckets ``>= credit_from`` (0 if None).
+        """
+        i = self._ptr[k]
+        if i is None:
+            return 0
+        width, delay, counts, size = self._width, self._delays[k], self._counts, self._size
+        if (i + 1) * width + delay > now:
+            return 0
+        last = len(self.totals) - 1
+        credited = dropped = 0
+        newest = self._newest
+        while i <= newest and (i + 1) * width + delay <= now:
+            count = counts[i % size]
+            dropped += count
+            if credit_from is not None and i >= credit_from:
+                credited += count
+            if k == last:
+                counts[i % size] = 0
+            i += 1
+        self.totals[k] -= dropped
+        self._ptr[k] = i if i <= newest else None
+        return credited
+
+    def release_time(self, k: int, need: int, credit_from: int | None = None) -> float:
+        """When ``need`` more events will have left window ``k`` (``inf`` if never).
+
+        With ``credit_from``, only events in buckets from that one on count.
+        """
+        i = self._ptr[k]
+        if need <= 0:
+            return -math.inf
+        if i is None:
+            return math.inf
+        if credit_from is not None:
+            i = max(i, credit_from)
+        counts, size, got = self._counts, self._size, 0
+        while i <= self._newest:
+            got += counts[i % size]
+            if got >= need:
+                return self.release_at(i, k)
+            i += 1
+        return math.inf
+
+    def clear(self) -> None:
+        """Forget every event."""
+        self._counts = array("i", bytes(4 * self._size))
+        self._ptr = [None] * len(self._ptr)
+        self._newest = -1
+        self.totals = [0] * len(self.totals)
+
+    def nbytes(self) -> int:
+        """The memory its buckets take."""
+        return self._counts.itemsize * len(self._counts)
+
+
+class _Token:
+    """What the store remembers of one reservation."""
+
+    __slots__ = ("seq", "settled_before", "started_at", "unconfirmed_before")
+
+    def __init__(self, seq: int, started_at: float, settled_before: int, unconfirmed: int) -> None:
+        self.seq = seq
+        self.started_at = started_at
+        self.settled_before = settled_before
+        self.unconfirmed_before = unconfirmed
+
+
+class HookState:
+    """The quota of one hook, in one process and event loop.
+
+    Budget, from what it knows (each term applies once its header has been seen):
+
+    * the service's last trusted ``Remaining``, less every request started since, plus each
+      own answered request that has since left the hourly window;
+    * ``Total-Per-Hour`` less its own requests in the last hour (and in flight);
+    * ``Total-Per-Day`` less its own requests in the last day (and in flight).
+
+    Until the first answer, one request goes alone to learn the quota. A ``Remaining`` is
+    trusted only from an answer during whose flight no other answer arrived. Requests that
+    got no answer count as *unconfirmed* until the next trusted answer, which supersedes
+    them. When the budget is spent by requests it cannot see leave (another process's, or
+    unconfirmed ones), one probe goes alone on the schedule of the :class:`QuotaPolicy`.
+
+    Every method runs without awaiting anything, so tasks on one event loop need no lock.
+    """
+
+    def __init__(
+        self, policy: QuotaPolicy, *, clock: Callable[[], float] = anyio.current_time
+    ) -> None:
+        self._policy = policy
+        self._margin = policy.margin
+        self._clock = clock
+        self._per_hour: int | None = None
+        self._per_day: int | None = None
+        self._remaining: int | None = None
+        self._stale_at = math.inf
+        self._credit_from: int | None = None
+        self._own = _Ring(_WIDTH, (HOUR, DAY), policy.margin)
+        self._unconfirmed = _Ring(_UNCONFIRMED_WIDTH, (HOUR, DAY), policy.margin)
+        self._in_flight = 0
+        self._started = 0
+        self._settled = 0
+        self._unconfirmed_total = 0
+        self._adopted_seq = 0
+        self._adopted_remaining = 0
+        self._max_latency = 0.0
+        self._known = False
+        self._foreign = 0
+        self._last_answer_at = -math.inf
+        self._blocked_until = -math.inf
+        self._probe_due = False
+        self._probe_out = False
+        self._streak = 0
+        self._refusals: deque[float] = deque(maxlen=policy.max_refused_probes_per_hour)
+
+    # What it knows
+
+    @property
+    def in_flight(self) -> int:
+        """Reservations not yet refunded or settled."""
+        return self._in_flight
+
+    def nbytes(self) -> int:
+        """The memory its counts take, in bytes (fixed, whatever the quota or the rate)."""
+        return self._own.nbytes() + self._unconfirmed.nbytes()
+
+    def _expire(self, now: float) -> None:
+        if now >= self._stale_at:
+            self._remaining = None
+            self._stale_at = math.inf
+        own = self._own
+        credited = own.expire(now, 0, self._credit_from)
+        if credited and self._remaining is not None:
+            self._remaining += credited
+        own.expire(now, 1)
+        self._unconfirmed.expire(now, 0)
+        self._unconfirmed.expire(now, 1)
+
+    def _budget(self) -> float:
+        budget: float = math.inf
+        if self._remaining is not None:
+            budget = self._remaining
+        flight = self._in_flight
+        if self._per_hour is not None:
+            used = self._own.totals[0] + self._unconfirmed.totals[0] + flight
+            budget = min(budget, self._per_hour - used)
+        if self._per_day is not None:
+            used = self._own.totals[1] + self._unconfirmed.totals[1] + flight
+            budget = min(budget, self._per_day - used)
+        return budget
+
+    async def budget(self) -> float:
+        """How many requests may start now (``inf`` when nothing limits them)."""
+        now = self._clock()
+        self._expire(now)
+        if now < self._blocked_until or self._probe_due or self._probe_out:
+            return 0
+        return self._budget()
+
+    def _interval(self) -> float:
+        policy = self._policy
+        if policy.probe_interval is not None:
+            return policy.probe_interval
+        if self._per_hour:
+            return HOUR / self._per_hour
+        return 1.0
+
+    def _credit_time(self, now: float) -> float:
+        """The earliest time the budget can reach 1 from requests leaving the windows."""
+        times = [now]
+        own, flight = self._own, self._in_flight
+        if self._remaining is not None and self._remaining < 1:
+            need = 1 - self._remaining
+            credit = own.release_time(0, need, self._credit_from)
+            times.append(min(credit, self._stale_at))
+        for k, limit in enumerate((self._per_hour, self._per_day)):
+            if limit is None:
+                continue
+            need = 1 - (limit - own.totals[k] - self._unconfirmed.totals[k] - flight)
+            if need <= 0:
+                continue
+            # Unconfirmed bookings are superseded by the next trusted answer (or a probe).
+            when = own.release_time(k, need)
+            if math.isinf(when) and need <= own.totals[k] + flight:
+                when = now + (HOUR, DAY)[k] + self._margin + _WIDTH
+            times.append(when)
+        return max(times)
+
+    def _may_probe(self) -> bool:
+        # The budget is spent by requests whose return it cannot see: another process's, or
+        # its own that were never answered. Its own answered requests it can wait out.
+        return self._foreign > 0 or self._unconfirmed_total > 0
+
+    def _next_probe_at(self) -> float:
+        at = self._last_answer_at + self._interval()
+        refusals = self._refusals
+        if len(refusals) == refusals.maxlen:
+            at = max(at, refusals[0] + HOUR)
+        return at
+
+    # The protocol
+
+    async def reserve(self) -> Reservation | NotNow:
+        """Take a slot now if the budget allows it, or say when to ask again."""
+        now = self._clock()
+        self._expire(now)
+        if now < self._blocked_until:
+            return NotNow(
+                retry_in=self._blocked_until - now,
+                reason=f"refused {self._streak} time(s) by the service",
+            )
+        if self._probe_out:
+            return NotNow(retry_in=None, reason="a probe request is out")
+        if not self._known:
+            if self._in_flight:
+                return NotNow(retry_in=None, reason="the first request is learning the quota")
+            return self._grant(now, probe=True)
+        if self._probe_due:
+            return self._grant(now, probe=True)
+        budget = self._budget()
+        if budget >= 1:
+            return self._grant(now, probe=False)
+        when = self._credit_time(now)
+        if self._may_probe():
+            probe_at = self._next_probe_at()
+            if probe_at <= now:
+                return self._grant(now, probe=True)
+            when = min(when, probe_at)
+        return NotNow(retry_in=when - now, reason=self._reason())
+
+    def _grant(self, now: float, *, probe: bool) -> Reservation:
+        self._in_flight += 1
+        self._started += 1
+        if self._remaining is not None:
+            self._remaining -= 1
+        if probe:
+            self._probe_out = True
+        token = _Token(self._started, now, self._settled, self._unconfirmed_total)
+        return Reservation(probe=probe, token=token)
+
+    def _reason(self) -> str:
+        return (
+            f"remaining={self._remaining}, in flight={self._in_flight}, "
+            f"per hour={self._per_hour}, per day={self._per_day}"
+        )
+
+    async def refund(self, reservation: Reservation) -> None:
+        """Give back a reservation whose request never reached the network."""
+        self._in_flight -= 1
+        if reservation.probe:
+            self._probe_out = False
+        if self._remaining is not None:
+            self._remaining += 1
+
+    async def settle(self, reservation: Reservation, answer: QuotaAnswer | None) -> None:
+        """Learn from an answer, or count a request that may have been sent and got none."""
+        token = reservation.token
+        assert isinstance(token, _Token)
+        now = self._clock()
+        self._expire(now)
+        self._in_flight -= 1
+        if reservation.probe:
+            self._probe_out = False
+        if answer is None:
+            self._unconfirmed.add(now)
+            self._unconfirmed_total += 1
+            return
+        self._known = True
+        self._max_latency = max(self._max_latency, now - token.started_at)
+        trusted = token.settled_before == self._settled
+        self._settled += 1
+        self._last_answer_at = now
+        rate_limit = answer.rate_limit
+        if rate_limit is not None:
+            if rate_limit.per_hour is not None:
+                self._per_hour = rate_limit.per_hour
+            if rate_limit.per_day is not None:
+                self._per_day = rate_limit.per_day
+        if answer.refused:
+            self._refuse(now, rate_limit, answer.retry_after, probe=reservation.probe)
+            return
+        self._streak = 0
+        self._probe_due = False
+        self._own.add(now)
+        if rate_limit is not None and rate_limit.remaining is not None:
+            if trusted or self._remaining is None:
+                self._adopt(rate_limit, now, token)
+            else:
+                self._reconcile(token, rate_limit.remaining)
+
+    def _refuse(
+        self, now: float, rate_limit: RateLimit | None, retry_after: float | None, *, probe: bool
+    ) -> None:
+        policy = self._policy
+        self._refusals.append(now)
+        self._streak += 1
+        # The service's Retry-After is its word; each refused probe doubles the wait.
+        doublings = min(self._streak - (0 if probe else 1), 64)
+        backoff = min(policy.max_probe_interval, self._interval() * 2**doublings)
+        if retry_after is not None and self._streak == 1:
+            wait = retry_after
+        else:
+            wait = max(backoff, retry_after or 0.0)
+        blocked = now + wait
+        if len(self._refusals) == self._refusals.maxlen:
+            blocked = max(blocked, self._refusals[0] + HOUR)
+        self._blocked_until = max(self._blocked_until, blocked)
+        self._probe_due = True
+        remaining = 0
+        if rate_limit is not None and rate_limit.remaining is not None:
+            remaining = min(remaining, rate_limit.remaining)
+        self._remaining = remaining - self._in_flight
+        self._stale_at = now + HOUR + self._margin
+        self._credit_from = self._own.index(now) + 1
+
+    def _adopt(self, rate_limit: RateLimit, now: float, token: _Token) -> None:
+        remaining = rate_limit.remaining
+        assert remaining is not None
+        # Requests in flight are assumed not counted yet, and so are those that went
+        # unanswered since this one started; the next answer corrects both.
+        unanswered = self._unconfirmed_total - token.unconfirmed_before
+        self._remaining = remaining - self._in_flight - unanswered
+        self._stale_at = now + HOUR + self._margin
+        self._adopted_seq = self._started
+        self._adopted_remaining = remaining
+        # Only requests the service still counts can be credited back: those that started
+        # less than an hour ago, with the slowest answer seen as the safety margin.
+        self._credit_from = self._own.index(now - HOUR + self._max_latency) + 1
+        # The service's word supersedes the bookings it never confirmed.
+        if self._unconfirmed.totals[1]:
+            self._unconfirmed.clear()
+        self._unconfirmed_total = unanswered
+        used = rate_limit.used
+        if used is None and self._per_hour is not None:
+            used = self._per_hour - remaining
+        self._foreign = 0 if used is None else max(0, used - self._own.totals[0])
+
+    def _reconcile(self, token: _Token, remaining: int) -> None:
+        """Learn from an answer that was overtaken by a newer one."""
+        assert self._remaining is not None
+        if token.seq <= self._adopted_seq and remaining > self._adopted_remaining:
+            # It was in flight when the adopted answer came, yet the service counted it
+            # before that one (a higher Remaining): it was subtracted once too often.
+            self._remaining += 1
+        else:
+            self._remaining = min(self._remaining, remaining)
+
+
+class MemoryQuota:
+    """The default quota store: each hook's quota in this process's memory.
+
+    One state per hook and event loop (times come from the loop's clock, so a state never
+    crosses loops), held weakly: a hook's state lives as long as some client uses it. Its
+    size is fixed, about 36 KiB, whatever the quota or the rate.
+
+    Args:
+        policy: How to probe a quota whose return cannot be seen; default ``QuotaPolicy()``.
+
+    Example:
+        >>> import hookapi
+        >>> quota = hookapi.MemoryQuota(policy=hookapi.QuotaPolicy(max_refused_probes_per_hour=4))
+        >>> quota.policy.max_refused_probes_per_hour
+        4
+    """
+
+    def __init__(self, *, policy: QuotaPolicy | None = None) -> None:
+        if policy is not None and not isinstance(policy, QuotaPolicy):
+            raise TypeError(f"policy must be a QuotaPolicy, not {type(policy).__name__}.")
+        self._policy = policy or QuotaPolicy()
+        self._states: weakref.WeakKeyDictionary[
+            object, weakref.WeakValueDictionary[HookKey, HookState]
+        ] = weakref.WeakKeyDictionary()
+
+    @property
+    def policy(self) -> QuotaPolicy:
+        """The probing policy of every hook in this store."""
+        return self._policy
+
+    def __repr__(self) -> str:
+        return f"<MemoryQuota policy={self._policy!r}>"
+
+    def hook(self, key: HookKey) -> HookState:
+        """The state of hook ``key`` on the running event loop (made on first use)."""
+        loop = current_loop()
+        states = self._states.get(loop)
+        if states is None:
+            states = self._states[loop] = weakref.WeakValueDictionary()
+        state = states.get(key)
+        if state is None:
+            state = states[key] = HookState(self._policy)
+        return state
