@@ -479,6 +479,7 @@ class _RedisHook:
 
     async def budget(self) -> float:
         """Requests that may start now, by Redis's count (the local view's while it is down)."""
+        await self.flush()
         if self._store._use_local():
             return await self._local.budget()
         try:

@@ -80,6 +80,17 @@ def ok(remaining: int | None, *, per_hour: int = 100, per_day: int = 1000) -> Qu
     )
 
 
+async def settle(hook: Any, reservation: Reservation, answer: QuotaAnswer | None) -> None:
+    """Settle, and wait until Redis has it (the store sends it on without waiting)."""
+    await hook.settle(reservation, answer)
+    await hook.flush()
+
+
+async def refund(hook: Any, reservation: Reservation) -> None:
+    await hook.refund(reservation)
+    await hook.flush()
+
+
 async def take(hook: HookQuota) -> Reservation:
     answer = await hook.reserve()
     assert isinstance(answer, Reservation), answer
@@ -97,7 +108,7 @@ async def test_it_implements_the_store_protocol(make: Make) -> None:
 
 async def test_reservations_are_atomic_across_processes(make: Make) -> None:
     one, two = make().hook(KEY), make().hook(KEY)
-    await one.settle(await take(one), ok(5))
+    await settle(one, await take(one), ok(5))
     assert await two.budget() == 5
     granted: list[Reservation] = []
 
@@ -116,30 +127,30 @@ async def test_reservations_are_atomic_across_processes(make: Make) -> None:
     assert refused.retry_in is not None
     assert refused.retry_in > 0
     # Refunds come back to every process.
-    await one.refund(granted.pop())
+    await refund(one, granted.pop())
     assert await two.budget() == 1
 
 
 async def test_an_answer_never_raises_the_budget_above_what_it_says(make: Make) -> None:
     one, two = make().hook(KEY), make().hook(KEY)
     older, newer = await take(one), await take(two)
-    await two.settle(newer, ok(10))
+    await settle(two, newer, ok(10))
     assert await one.budget() == 9  # the older request is still in flight
     # The older answer arrives last and says more: it cannot undo the newer one.
-    await one.settle(older, ok(50))
+    await settle(one, older, ok(50))
     assert await two.budget() == 10
     # An answer with more in flight than it allows leaves nothing to start.
     flying = [await take(one) for _ in range(3)]
-    await two.settle(await take(two), ok(2))
+    await settle(two, await take(two), ok(2))
     assert await one.budget() == 2 - 3
     for reservation in flying:
-        await one.settle(reservation, ok(1))
+        await settle(one, reservation, ok(1))
     assert await one.budget() <= 2
 
 
 async def test_a_429_blocks_every_process_then_one_probe_goes(make: Make) -> None:
     one, two = make().hook(KEY), make().hook(KEY)
-    await one.settle(await take(one), QuotaAnswer(status_code=429, retry_after=60.0))
+    await settle(one, await take(one), QuotaAnswer(status_code=429, retry_after=60.0))
     blocked = await two.reserve()
     assert isinstance(blocked, NotNow)
     assert blocked.retry_in is not None
@@ -153,7 +164,7 @@ async def test_a_429_blocks_every_process_then_one_probe_goes(make: Make) -> Non
     assert probe.probe
     assert isinstance(await one.reserve(), NotNow)
     assert isinstance(await two.reserve(), NotNow)
-    await two.settle(probe, ok(5))
+    await settle(two, probe, ok(5))
     assert await one.budget() == 5
     after = await take(one)
     assert not after.probe
@@ -161,8 +172,8 @@ async def test_a_429_blocks_every_process_then_one_probe_goes(make: Make) -> Non
 
 async def test_429_without_retry_after_waits_the_pacing_interval(make: Make) -> None:
     one = make().hook(KEY)
-    await one.settle(await take(one), ok(5, per_hour=120))
-    await one.settle(await take(one), QuotaAnswer(status_code=429))
+    await settle(one, await take(one), ok(5, per_hour=120))
+    await settle(one, await take(one), QuotaAnswer(status_code=429))
     blocked = await one.reserve()
     assert isinstance(blocked, NotNow)
     assert blocked.retry_in is not None
@@ -171,14 +182,14 @@ async def test_429_without_retry_after_waits_the_pacing_interval(make: Make) -> 
 
 async def test_waiting_processes_are_served_in_rounds(make: Make) -> None:
     one, two = make().hook(KEY), make().hook(KEY)
-    await one.settle(await take(one), ok(2))
+    await settle(one, await take(one), ok(2))
     first, second = await take(one), await take(one)
     assert isinstance(await one.reserve(), NotNow)
     assert isinstance(await two.reserve(), NotNow)
-    await one.refund(first)
+    await refund(one, first)
     assert isinstance(await one.reserve(), Reservation)
     # One slot again: the process that has not had one since both waited goes first.
-    await one.refund(second)
+    await refund(one, second)
     behind = await one.reserve()
     assert isinstance(behind, NotNow)
     assert behind.reason == "1 process(es) ahead in the queue"
@@ -200,7 +211,7 @@ async def until_reserved(hook: HookQuota, *, within: float) -> tuple[Reservation
 
 async def test_a_dead_process_reservation_is_reclaimed_after_its_lease(make: Make) -> None:
     dead, alive = make(lease=60.0).hook(KEY), make(lease=60.0).hook(KEY)
-    await alive.settle(await take(alive), ok(1))
+    await settle(alive, await take(alive), ok(1))
     await take(dead)  # never settled: its process died mid-request
     assert isinstance(await alive.reserve(), NotNow)
     # The lease runs out: the request may have been sent, so it counts as used, and the fleet
@@ -209,7 +220,7 @@ async def test_a_dead_process_reservation_is_reclaimed_after_its_lease(make: Mak
     probe, waited = await until_reserved(alive, within=60.0 + 36.0 + 60.0)
     assert probe.probe
     assert waited >= 36.0
-    await alive.settle(probe, ok(50))
+    await settle(alive, probe, ok(50))
     assert await alive.budget() == 50
 
 
@@ -218,10 +229,10 @@ async def test_scripts_are_loaded_again_when_redis_forgets_them(
 ) -> None:
     quota = make()
     hook = quota.hook(KEY)
-    await hook.settle(await take(hook), ok(7))
+    await settle(hook, await take(hook), ok(7))
     async with raw_client(redis_server.url) as raw:
         await raw.script_flush()
-        assert await raw.script_exists(*[s.sha for s in quota._scripts.values()]) == [0, 0]
+        assert await raw.script_exists(*[s.sha for s in quota._here().scripts.values()]) == [0, 0]
     assert await hook.budget() == 7
     await take(hook)
     assert await hook.budget() == 6
@@ -232,7 +243,7 @@ async def test_keys_carry_the_hook_tag_a_ttl_and_no_secret(
 ) -> None:
     hook = make().hook(KEY)
     waiting = make().hook(KEY)
-    await hook.settle(await take(hook), ok(1))
+    await settle(hook, await take(hook), ok(1))
     kept = await take(hook)
     assert isinstance(await waiting.reserve(), NotNow)  # a queue entry too
     async with raw_client(redis_server.url) as raw:
@@ -244,14 +255,14 @@ async def test_keys_carry_the_hook_tag_a_ttl_and_no_secret(
             assert key.startswith(f"{prefix}{{{KEY.hook_id}}}:")
             ttl = await raw.pttl(key)
             assert 0 < ttl <= math.ceil((86400 + 3600) / SCALE * 1000)
-    await hook.settle(kept, ok(0))
+    await settle(hook, kept, ok(0))
 
 
 async def test_hooks_of_different_base_urls_share_nothing(make: Make) -> None:
     quota = make()
     here = quota.hook(KEY)
     there = quota.hook(HookKey(base_url="https://other.example.test/v1", hook_id=KEY.hook_id))
-    await here.settle(await take(here), ok(0))
+    await settle(here, await take(here), ok(0))
     assert await here.budget() == 0
     assert await there.budget() == math.inf
 
@@ -267,14 +278,14 @@ async def test_redis_down_paces_locally_with_one_warning_each_way(
     caplog.set_level(logging.WARNING, logger="hookapi")
     quota = make(own_redis_server.url)
     hook = quota.hook(KEY)
-    await hook.settle(await take(hook), ok(3))
+    await settle(hook, await take(hook), ok(3))
     own_redis_server.stop()
     local = [await take(hook) for _ in range(2)]
     assert not quota.available
     # The local view paces from the last answer: 3 remaining, 2 taken since.
     assert await hook.budget() == 1
-    await hook.settle(local[0], ok(1))
-    await hook.refund(local[1])
+    await settle(hook, local[0], ok(1))
+    await refund(hook, local[1])
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "unavailable" in warnings[0].getMessage()
@@ -287,7 +298,7 @@ async def test_redis_down_paces_locally_with_one_warning_each_way(
     assert "back" in warnings[1].getMessage()
     # Redis came back empty: it starts from the local view, not from nothing.
     assert await hook.budget() <= 1
-    await hook.settle(shared, ok(5))
+    await settle(hook, shared, ok(5))
     assert await hook.budget() == 5
 
 
@@ -315,7 +326,7 @@ async def test_a_slow_redis_counts_as_unavailable(
     monkeypatch.setattr(_store, "REDIS_TIMEOUT", 0.05)
     quota = make(own_redis_server.url)
     hook = quota.hook(KEY)
-    await hook.settle(await take(hook), ok(3))
+    await settle(hook, await take(hook), ok(3))
     async with raw_client(own_redis_server.url) as raw:
         await raw.client_pause(300, all=True)
         started = anyio.current_time()
@@ -324,7 +335,7 @@ async def test_a_slow_redis_counts_as_unavailable(
     assert isinstance(answer, Reservation)
     assert not quota.available
     assert took < 0.3 * SCALE
-    await hook.refund(answer)
+    await refund(hook, answer)
 
 
 def test_bad_options_are_refused(redis_server: RedisServer) -> None:
@@ -347,7 +358,7 @@ async def test_a_client_of_its_own_is_not_closed(make: Make, redis_server: Redis
         quota = make(raw)
         assert "127.0.0.1" in repr(quota)
         hook = quota.hook(KEY)
-        await hook.settle(await take(hook), ok(4))
+        await settle(hook, await take(hook), ok(4))
         await quota.aclose()
         await quota.aclose()
         assert await raw.ping()
