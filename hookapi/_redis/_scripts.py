@@ -8,20 +8,21 @@ times the store's time scale (1 outside tests and demos).
 Keys, all under one hash tag so that Redis Cluster keeps a hook in one slot:
 ``state`` (hash), ``hour`` and ``day`` (hashes: time bucket -> requests counted),
 ``flight`` (sorted set: reservation -> lease end), ``queue`` (sorted set: waiting process ->
-arrival) and ``waiting`` (sorted set: waiting process -> lease end).
+slots it took while others waited), ``waiting`` (sorted set: waiting process -> lease end)
+and ``starts`` (hash: hour bucket -> when its earliest request started).
 """
 
 from __future__ import annotations
 
 __all__ = ["BUDGET", "KEY_NAMES", "RELEASE", "RESERVE", "SETTLE"]
 
-KEY_NAMES = ("state", "hour", "day", "flight", "queue", "waiting")
+KEY_NAMES = ("state", "hour", "day", "flight", "queue", "waiting", "starts")
 
 # The shared part: load the state, expire what time has made obsolete, and the budget.
 _PRELUDE = r"""
 local HOUR, DAY = 3600.0, 86400.0
 local HW, DW = 1.0, 360.0
-local S, H, D, F, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local S, H, D, F, Q, W, B = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local scale = tonumber(ARGV[1])
 local margin = tonumber(ARGV[2])
 local max_probe = tonumber(ARGV[4])
@@ -40,9 +41,15 @@ end
 local dirty = {}
 local function set(name, value) st[name] = value; dirty[name] = true end
 
-local function log_request(at)
+-- A request is logged when its answer came (the latest the service can have counted it) and
+-- remembers when it started (the earliest): the two bounds of the service's own count.
+local function log_request(at, started)
   local hb, db = math.floor(at / HW), math.floor(at / DW)
   redis.call('HINCRBY', H, hb, 1)
+  local first = tonumber(redis.call('HGET', B, hb))
+  if first == nil or started < first then
+    redis.call('HSET', B, hb, string.format('%.17g', started))
+  end
   redis.call('HINCRBY', D, db, 1)
   set('hcount', (st.hcount or 0) + 1)
   set('dcount', (st.dcount or 0) + 1)
@@ -70,8 +77,10 @@ local function drop(key, first, last, count_name, credit)
   for _, bc in ipairs(counts) do
     redis.call('HDEL', key, bc[1])
     set(count_name, (st[count_name] or 0) - bc[2])
-    if credit and st.rem ~= nil and bc[1] > (st.hcut or -1e300) then
-      set('rem', st.rem + bc[2])
+    if credit then
+      local started = tonumber(redis.call('HGET', B, bc[1])) or -1e300
+      redis.call('HDEL', B, bc[1])
+      if st.rem ~= nil and started > (st.hcut or -1e300) then set('rem', st.rem + bc[2]) end
     end
   end
   return last + 1
@@ -92,7 +101,7 @@ local function expire()
     redis.call('ZREMRANGEBYSCORE', F, '-inf', now)
     for _ = 1, #dead do
       settle_count()
-      log_request(now)
+      log_request(now, -1e300)  -- when it started is lost with it: never credited back
     end
     set('unconf', (st.unconf or 0) + #dead)
   end
@@ -110,32 +119,55 @@ end
 
 local function in_flight() return redis.call('ZCARD', F) end
 
+-- Spent only by requests no answer confirmed (a process died or gave up mid-request), or by
+-- an estimate of Remaining that the fleet's own count says is too low (answers overtaken
+-- while slots came back): one probe, a probe interval after the last answer, asks the
+-- service instead of waiting for the hour.
+local function stuck(b, own)
+  return b + (st.unconf or 0) >= 1 or (st.rem ~= nil and st.rem < 1 and own >= 1)
+end
+
+-- When that probe may go: a probe interval after the last answer, a quarter of one when the
+-- fleet's own count (which never under-counts its own requests) says there is room.
+local function probe_at(b, own)
+  if st.rem ~= nil and st.rem < 1 and own >= 1 then
+    return (st.answered or now) + probe_interval() / 4
+  end
+  return (st.answered or now) + probe_interval()
+end
+
 -- The budget, and whether the next request must go alone as a probe.
 local function budget(flying)
   if now < (st.blocked or -1) then return 0, false end
-  if st.probe == 1 then
+  if st.probe == 1 or (st.known == nil and st.rem == nil) then
+    -- After a refusal, and until the first answer tells the quota: one request at a time.
     if flying == 0 then return 1, true end
     return 0, false
   end
-  local b = 1e300
-  if st.rem ~= nil then b = st.rem end
-  if st.ph ~= nil then b = math.min(b, st.ph - (st.hcount or 0) - flying) end
-  if st.pd ~= nil then b = math.min(b, st.pd - (st.dcount or 0) - flying) end
-  -- Spent only by requests no answer confirmed (a process died or gave up mid-request):
-  -- one probe, a probe interval after the last answer, asks the service instead of waiting.
-  if b < 1 and flying == 0 and (st.unconf or 0) > 0 and b + st.unconf >= 1
-      and now >= (st.answered or -1e300) + probe_interval() then
+  local own = 1e300
+  if st.ph ~= nil then own = math.min(own, st.ph - (st.hcount or 0) - flying) end
+  if st.pd ~= nil then own = math.min(own, st.pd - (st.dcount or 0) - flying) end
+  local b = own
+  if st.rem ~= nil then b = math.min(b, st.rem) end
+  if b < 1 and flying == 0 and stuck(b, own) and now >= probe_at(b, own) then
     return 1, true
   end
   return b, false
 end
 
-local function buckets(key, first_credit)
+-- The logged buckets, oldest first; with a cut, only those whose requests all started after it.
+local function buckets(key, cut)
   local all = redis.call('HGETALL', key)
+  local starts = {}
+  if cut ~= nil then
+    local raw_starts = redis.call('HGETALL', B)
+    for i = 1, #raw_starts, 2 do starts[raw_starts[i]] = tonumber(raw_starts[i + 1]) end
+  end
   local list = {}
   for i = 1, #all, 2 do
-    local b = tonumber(all[i])
-    if first_credit == nil or b >= first_credit then list[#list + 1] = {b, tonumber(all[i + 1])} end
+    if cut == nil or (starts[all[i]] or -1e300) > cut then
+      list[#list + 1] = {tonumber(all[i]), tonumber(all[i + 1])}
+    end
   end
   table.sort(list, function(x, y) return x[1] < y[1] end)
   return list
@@ -155,17 +187,20 @@ end
 -- The earliest time the budget can grow; nil when only an answer can tell, -1 for never.
 local function recovery(flying)
   if now < (st.blocked or -1) then return st.blocked end
-  if st.probe == 1 then return nil end
-  if flying == 0 and (st.unconf or 0) > 0 then
+  if st.probe == 1 or (st.known == nil and st.rem == nil) then return nil end
+  if flying == 0 then
     local b = budget(flying)
-    if b + st.unconf >= 1 then return (st.answered or now) + probe_interval() end
+    local own = 1e300
+    if st.ph ~= nil then own = math.min(own, st.ph - (st.hcount or 0)) end
+    if st.pd ~= nil then own = math.min(own, st.pd - (st.dcount or 0)) end
+    if stuck(b, own) then return probe_at(b, own) end
   end
   local latest = now
   local function later(x)
     if latest == -1 or x == -1 then latest = -1 elseif x > latest then latest = x end
   end
   if st.rem ~= nil and st.rem < 1 then
-    local x = credit_time(buckets(H, (st.hcut or -1e300) + 1), HW, HOUR, 1 - st.rem, flying)
+    local x = credit_time(buckets(H, st.hcut or -1e300), HW, HOUR, 1 - st.rem, flying)
     if st.stale ~= nil and (x == -1 or x > st.stale) then x = st.stale end
     later(x)
   end
@@ -202,7 +237,7 @@ end
 
 # Every script's ARGV starts with: scale, margin, probe interval ("": the pacing interval), max
 # probe interval (quota seconds). RESERVE's go on with: waiter, lease, poll, waiter grace (quota
-# seconds), seed budget ("" when unknown).
+# seconds), seed budget ("" when unknown), seconds the seed holds ("": an hour).
 # Returns {1, reservation, settled before, probe, now} or {0, seconds to wait ("-1": never, "": ask
 # again after the poll interval), reason}. Numbers travel as strings: Lua numbers become integers.
 RESERVE = (
@@ -211,9 +246,11 @@ RESERVE = (
 local waiter = ARGV[5]
 local lease, poll, grace = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 if st.seq == nil and ARGV[9] ~= '' then
-  -- Redis lost the hook (a restart): start from what this process knows, not from nothing.
+  -- Redis lost the hook (a restart): start from what this process knows, not from nothing,
+  -- for as long as that view expects to be right.
+  set('seq', 0)
   set('rem', tonumber(ARGV[9]))
-  set('stale', now + HOUR + margin)
+  set('stale', now + math.min(HOUR + margin, tonumber(ARGV[10]) or HOUR + margin))
 end
 expire()
 local flying = in_flight()
@@ -291,8 +328,7 @@ local seq, before = tonumber(ARGV[5]), tonumber(ARGV[6])
 local refused = ARGV[7] == '1'
 local retry_after = tonumber(ARGV[8])
 local per_hour, per_day, remaining = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
--- The longest recent round trip: how far apart the service's count and our log may be.
-set('flight', math.max(now - tonumber(ARGV[12]), (st.flight or 0) * 0.9))
+local started = tonumber(ARGV[12])
 expire()
 -- A reservation whose lease ran out was already counted as sent.
 local was_flying = redis.call('ZREM', F, seq) == 1
@@ -300,6 +336,7 @@ local flying = in_flight()
 local trusted = before == (st.settled or 0)
 settle_count()
 set('answered', now)
+set('known', 1)
 if per_hour ~= nil then set('ph', per_hour) end
 if per_day ~= nil then set('pd', per_day) end
 if refused then
@@ -316,11 +353,12 @@ if refused then
 else
   set('refusals', nil)
   set('probe', nil)
-  if was_flying then log_request(now) end
+  if was_flying then log_request(now, started) end
   if remaining ~= nil then
     if trusted or st.rem == nil then
-      -- Logged requests that may already have left the service's window are not credited.
-      set('hcut', math.floor((now - HOUR + st.flight) / HW))
+      -- Logged requests that started more than an hour ago may have left the service's
+      -- window already, and are in this Remaining: they are not credited back again.
+      set('hcut', now - HOUR)
       set('rem', remaining - flying)
       set('stale', now + HOUR + margin)
       set('unconf', nil)
@@ -339,7 +377,7 @@ return 1
 """
 )
 
-# ARGV (after the common four): reservation, sent ("1"/"0").
+# ARGV (after the common four): reservation, sent ("1"/"0"), when it was reserved.
 RELEASE = (
     _PRELUDE
     + r"""
@@ -348,7 +386,7 @@ expire()
 if redis.call('ZREM', F, seq) == 1 then
   if sent then
     settle_count()
-    log_request(now)
+    log_request(now, tonumber(ARGV[7]))
     set('unconf', (st.unconf or 0) + 1)
   elseif st.rem ~= nil then
     set('rem', st.rem + 1)

@@ -249,6 +249,9 @@ class RedisQuota:
             with anyio.fail_after(REDIS_TIMEOUT * self._scale):
                 reply = await script(keys=keys, args=[*self._common, *args])
         except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
+            # Drop every pooled connection: after a restart, an idle one would fail once more.
+            with anyio.move_on_after(REDIS_TIMEOUT * self._scale), contextlib.suppress(Exception):
+                await here.client.connection_pool.disconnect()
             self._failed(exc)
             raise _Unavailable from None
         if self._down:
@@ -383,10 +386,17 @@ class _RedisHook:
             return await self._reserve_locally()
         # Used by Redis only if it lost the hook (a restart): then this process's view is
         # a better start than nothing.
-        seed = ""
+        seed = holds = ""
         local_budget = await self._local.budget()
         if math.isfinite(local_budget):
             seed = repr(float(local_budget))
+            if local_budget < 1:
+                # Not a booking: with no budget the local view only says when to ask again.
+                ahead = await self._local.reserve()
+                if isinstance(ahead, NotNow):
+                    holds = _number(ahead.retry_in)
+                else:  # a probe the local view would send: not now, it is Redis's turn
+                    await self._local.refund(ahead)
         scale = self._scale
         args: list[str | float] = [
             self._waiter,
@@ -394,6 +404,7 @@ class _RedisHook:
             POLL_INTERVAL * scale,
             QUEUE_GRACE * scale,
             seed,
+            holds,
         ]
         try:
             reply = await store._call("reserve", RESERVE, self.keys, args)
@@ -434,7 +445,7 @@ class _RedisHook:
         assert isinstance(token, _Shared)
         if token.shadow is not None:
             await self._local.refund(token.shadow)
-        self._send("release", RELEASE, [token.seq, "0"])
+        self._send("release", RELEASE, [token.seq, "0", token.started])
 
     async def settle(self, reservation: Reservation, answer: QuotaAnswer | None) -> None:
         """Count the request, and learn from the service's answer when there is one."""
@@ -446,7 +457,7 @@ class _RedisHook:
         if token.shadow is not None:
             await self._local.settle(token.shadow, answer)
         if answer is None:
-            self._send("release", RELEASE, [token.seq, "1"])
+            self._send("release", RELEASE, [token.seq, "1", token.started])
             return
         rate_limit = answer.rate_limit
         args: list[str | float] = [
