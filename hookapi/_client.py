@@ -386,7 +386,7 @@ class AsyncHookClient:
     def _local_refusal(self, wait: float | None, *, waited: bool = False) -> RateLimitError:
         if wait is not None and math.isinf(wait):
             why = "the service allows no requests at all (a quota of 0)"
-        elif waited:
+        elif waited or wait is None:
             known = "" if wait is None else f" (at least {wait:.1f} s more)"
             why = f"its deadline ended while it waited for the hook's quota{known}"
         else:

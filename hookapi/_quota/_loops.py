@@ -21,11 +21,13 @@ def current_loop() -> object:
     """
     trio = sys.modules.get("trio")  # trio can only be running if it was imported
     if trio is not None:
-        try:
-            return trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            pass
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        raise RuntimeError("The quota state is used from inside a running event loop.") from None
+        in_trio_run = getattr(trio.lowlevel, "in_trio_run", None)  # trio >= 0.27: no raising
+        if in_trio_run is None or in_trio_run():
+            try:
+                return trio.lowlevel.current_trio_token()
+            except RuntimeError:
+                pass
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        raise RuntimeError("The quota state is used from inside a running event loop.")
+    return loop

@@ -20,32 +20,38 @@ import anyio
 
 from ._headers import RateLimit
 from ._loops import current_loop
-from ._store import HookKey, NotNow, QuotaAnswer, QuotaPolicy, Reservation
+from ._store import HookKey, HookQuota, NotNow, QuotaAnswer, QuotaPolicy, Reservation
 
 __all__ = ["DAY", "HOUR", "MemoryQuota"]
 
 HOUR: Final = 3600.0
 DAY: Final = 86400.0
 #: Bucket widths: own answered requests (both windows), and unconfirmed bookings.
-_WIDTH: Final = 12.0
+_WIDTH: Final = 15.0
 _UNCONFIRMED_WIDTH: Final = 60.0
+#: The latest event in a bucket is kept as a fraction of the bucket, in this many steps.
+_STEPS: Final = 65535
 
 
 class _Ring:
     """Counts of events in buckets of ``width`` seconds, with a running total per window.
 
-    An event at ``t`` falls in bucket ``floor(t / width)`` and leaves window ``k`` at the end of
-    its bucket plus ``windows[k]`` plus ``margin``. The ring holds the longest window's buckets
-    only, so its size is fixed whatever the rate: ``4 * (longest / width + 3)`` bytes.
+    An event at ``t`` falls in bucket ``floor(t / width)``. Each bucket also keeps when its
+    latest event happened, rounded *up* to 1/65,535 of the bucket, and the whole bucket leaves
+    window ``k`` at that moment plus ``windows[k]`` plus ``margin``: never before any of its
+    events may leave the service's window, and at most a fraction of a millisecond after the
+    last one does. The ring holds the longest window's buckets only, so its size is fixed
+    whatever the rate: ``6 * (longest / width + 3)`` bytes.
     """
 
-    __slots__ = ("_counts", "_delays", "_newest", "_ptr", "_size", "_width", "totals")
+    __slots__ = ("_counts", "_delays", "_last", "_newest", "_ptr", "_size", "_width", "totals")
 
     def __init__(self, width: float, windows: tuple[float, ...], margin: float) -> None:
         self._width = width
         self._delays = [window + margin for window in windows]
         self._size = int(max(windows) // width) + int(margin // width) + 3
         self._counts = array("i", bytes(4 * self._size))
+        self._last = array("H", bytes(2 * self._size))
         self._ptr: list[int | None] = [None] * len(windows)
         self._newest = -1
         self.totals = [0] * len(windows)
@@ -56,8 +62,14 @@ class _Ring:
 
     def add(self, t: float) -> None:
         """Count one event at ``t`` (never earlier than the events already counted)."""
-        i = max(self.index(t), self._newest)
-        self._counts[i % self._size] += 1
+        i = self.index(t)
+        if i < self._newest:
+            i, step = self._newest, _STEPS
+        else:
+            step = min(_STEPS, math.ceil((t / self._width - i) * _STEPS + 1e-6))
+        slot = i % self._size
+        self._counts[slot] += 1
+        self._last[slot] = max(self._last[slot], step)
         self._newest = i
         ptr = self._ptr
         totals = self.totals
@@ -68,7 +80,7 @@ class _Ring:
 
     def release_at(self, i: int, k: int) -> float:
         """When bucket ``i`` leaves window ``k``."""
-        return (i + 1) * self._width + self._delays[k]
+        return (i + self._last[i % self._size] / _STEPS) * self._width + self._delays[k]
 
     def expire(self, now: float, k: int, credit_from: int | None = None) -> int:
         """Drop the buckets that have left window ``k`` by ``now``.
@@ -79,23 +91,30 @@ class _Ring:
         i = self._ptr[k]
         if i is None:
             return 0
-        width, delay, counts, size = self._width, self._delays[k], self._counts, self._size
-        if (i + 1) * width + delay > now:
+        counts, size = self._counts, self._size
+        release_at = self.release_at
+        if release_at(i, k) > now:
             return 0
         last = len(self.totals) - 1
         credited = dropped = 0
         newest = self._newest
-        while i <= newest and (i + 1) * width + delay <= now:
+        while i <= newest and release_at(i, k) <= now:
             count = counts[i % size]
             dropped += count
             if credit_from is not None and i >= credit_from:
                 credited += count
             if k == last:
                 counts[i % size] = 0
+                self._last[i % size] = 0
             i += 1
         self.totals[k] -= dropped
         self._ptr[k] = i if i <= newest else None
         return credited
+
+    def next_release(self, k: int) -> float:
+        """When the oldest bucket still in window ``k`` leaves it (``inf`` if none is)."""
+        i = self._ptr[k]
+        return math.inf if i is None else self.release_at(i, k)
 
     def release_time(self, k: int, need: int, credit_from: int | None = None) -> float:
         """When ``need`` more events will have left window ``k`` (``inf`` if never).
@@ -120,13 +139,14 @@ class _Ring:
     def clear(self) -> None:
         """Forget every event."""
         self._counts = array("i", bytes(4 * self._size))
+        self._last = array("H", bytes(2 * self._size))
         self._ptr = [None] * len(self._ptr)
         self._newest = -1
         self.totals = [0] * len(self.totals)
 
     def nbytes(self) -> int:
         """The memory its buckets take."""
-        return self._counts.itemsize * len(self._counts)
+        return sum(a.itemsize * len(a) for a in (self._counts, self._last))
 
 
 class _Token:
@@ -170,13 +190,17 @@ class HookState:
         self._per_day: int | None = None
         self._remaining: int | None = None
         self._stale_at = math.inf
+        # Nothing leaves a window before this: _expire has nothing to do until then.
+        self._expire_at = -math.inf
         self._credit_from: int | None = None
         self._own = _Ring(_WIDTH, (HOUR, DAY), policy.margin)
         self._unconfirmed = _Ring(_UNCONFIRMED_WIDTH, (HOUR, DAY), policy.margin)
         self._in_flight = 0
         self._started = 0
         self._settled = 0
-        self._unconfirmed_total = 0
+        # Requests that got no answer, ever; and how many of them a trusted answer superseded.
+        self._lost = 0
+        self._lost_superseded = 0
         self._adopted_seq = 0
         self._adopted_remaining = 0
         self._max_latency = 0.0
@@ -201,6 +225,8 @@ class HookState:
         return self._own.nbytes() + self._unconfirmed.nbytes()
 
     def _expire(self, now: float) -> None:
+        if now < self._expire_at:
+            return
         if now >= self._stale_at:
             self._remaining = None
             self._stale_at = math.inf
@@ -209,8 +235,20 @@ class HookState:
         if credited and self._remaining is not None:
             self._remaining += credited
         own.expire(now, 1)
-        self._unconfirmed.expire(now, 0)
-        self._unconfirmed.expire(now, 1)
+        unconfirmed = self._unconfirmed
+        unconfirmed.expire(now, 0)
+        unconfirmed.expire(now, 1)
+        self._expire_at = min(
+            self._stale_at,
+            own.next_release(0),
+            own.next_release(1),
+            unconfirmed.next_release(0),
+            unconfirmed.next_release(1),
+        )
+
+    def _count(self, ring: _Ring, now: float) -> None:
+        ring.add(now)
+        self._expire_at = min(self._expire_at, ring.next_release(0))
 
     def _budget(self) -> float:
         budget: float = math.inf
@@ -265,7 +303,7 @@ class HookState:
     def _may_probe(self) -> bool:
         # The budget is spent by requests whose return it cannot see: another process's, or
         # its own that were never answered. Its own answered requests it can wait out.
-        return self._foreign > 0 or self._unconfirmed_total > 0
+        return self._foreign > 0 or self._lost > self._lost_superseded
 
     def _next_probe_at(self) -> float:
         at = self._last_answer_at + self._interval()
@@ -288,8 +326,7 @@ class HookState:
         if self._probe_out:
             return NotNow(retry_in=None, reason="a probe request is out")
         if not self._known:
-            if self._in_flight:
-                return NotNow(retry_in=None, reason="the first request is learning the quota")
+            # Nothing learnt yet: one request goes alone (a probe) to learn the quota.
             return self._grant(now, probe=True)
         if self._probe_due:
             return self._grant(now, probe=True)
@@ -311,7 +348,7 @@ class HookState:
             self._remaining -= 1
         if probe:
             self._probe_out = True
-        token = _Token(self._started, now, self._settled, self._unconfirmed_total)
+        token = _Token(self._started, now, self._settled, self._lost)
         return Reservation(probe=probe, token=token)
 
     def _reason(self) -> str:
@@ -338,8 +375,8 @@ class HookState:
         if reservation.probe:
             self._probe_out = False
         if answer is None:
-            self._unconfirmed.add(now)
-            self._unconfirmed_total += 1
+            self._count(self._unconfirmed, now)
+            self._lost += 1
             return
         self._known = True
         self._max_latency = max(self._max_latency, now - token.started_at)
@@ -357,7 +394,7 @@ class HookState:
             return
         self._streak = 0
         self._probe_due = False
-        self._own.add(now)
+        self._count(self._own, now)
         if rate_limit is not None and rate_limit.remaining is not None:
             if trusted or self._remaining is None:
                 self._adopt(rate_limit, now, token)
@@ -387,6 +424,7 @@ class HookState:
             remaining = min(remaining, rate_limit.remaining)
         self._remaining = remaining - self._in_flight
         self._stale_at = now + HOUR + self._margin
+        self._expire_at = min(self._expire_at, self._stale_at)
         self._credit_from = self._own.index(now) + 1
 
     def _adopt(self, rate_limit: RateLimit, now: float, token: _Token) -> None:
@@ -394,9 +432,13 @@ class HookState:
         assert remaining is not None
         # Requests in flight are assumed not counted yet, and so are those that went
         # unanswered since this one started; the next answer corrects both.
-        unanswered = self._unconfirmed_total - token.unconfirmed_before
+        # Those lost before this request started are in its Remaining, if the service counted
+        # them at all; those lost since may be counted after it.
+        self._lost_superseded = max(self._lost_superseded, token.unconfirmed_before)
+        unanswered = self._lost - self._lost_superseded
         self._remaining = remaining - self._in_flight - unanswered
         self._stale_at = now + HOUR + self._margin
+        self._expire_at = min(self._expire_at, self._stale_at)
         self._adopted_seq = self._started
         self._adopted_remaining = remaining
         # Only requests the service still counts can be credited back: those that started
@@ -405,7 +447,6 @@ class HookState:
         # The service's word supersedes the bookings it never confirmed.
         if self._unconfirmed.totals[1]:
             self._unconfirmed.clear()
-        self._unconfirmed_total = unanswered
         used = rate_limit.used
         if used is None and self._per_hour is not None:
             used = self._per_hour - remaining
@@ -427,7 +468,7 @@ class MemoryQuota:
 
     One state per hook and event loop (times come from the loop's clock, so a state never
     crosses loops), held weakly: a hook's state lives as long as some client uses it. Its
-    size is fixed, about 36 KiB, whatever the quota or the rate.
+    size is fixed, about 43 KiB, whatever the quota or the rate.
 
     Args:
         policy: How to probe a quota whose return cannot be seen; default ``QuotaPolicy()``.
@@ -455,7 +496,7 @@ class MemoryQuota:
     def __repr__(self) -> str:
         return f"<MemoryQuota policy={self._policy!r}>"
 
-    def hook(self, key: HookKey) -> HookState:
+    def hook(self, key: HookKey) -> HookQuota:
         """The state of hook ``key`` on the running event loop (made on first use)."""
         loop = current_loop()
         states = self._states.get(loop)

@@ -87,18 +87,19 @@ class QuotaGate:
                 known, without waiting), or ``deadline`` passed while waiting.
         """
         queue = self._queue
+        answer: NotNow | None = None
         if not queue:
             # Nobody waits: ask at once (a store that never awaits keeps this atomic).
-            answer = await self.quota.reserve()
-            if isinstance(answer, Reservation):
-                return answer
-            if not queue:
-                waiter = _Waiter()
-                queue.append(waiter)
-                return await self._wait(waiter, answer, deadline)
+            self._changed = False
+            reply = await self.quota.reserve()
+            if isinstance(reply, Reservation):
+                return reply
+            # Something changed while the store answered, or others lined up: ask again.
+            if not self._changed and not queue:
+                answer = reply
         waiter = _Waiter()
         queue.append(waiter)
-        return await self._wait(waiter, None, deadline)
+        return await self._wait(waiter, answer, deadline)
 
     async def _wait(self, waiter: _Waiter, answer: NotNow | None, deadline: float) -> Reservation:
         queue = self._queue
@@ -161,12 +162,11 @@ class QuotaGate:
     def wake(self) -> None:
         """Wake the caller at the head of the queue, if it waits: something changed."""
         queue = self._queue
-        if queue:
-            event = queue[0].event
-            if event is not None:
-                event.set()
-            else:
-                self._changed = True
+        event = queue[0].event if queue else None
+        if event is not None:
+            event.set()
+        else:
+            self._changed = True  # the head (or a caller about to be) is asking the store
 
     async def refund(self, reservation: Reservation) -> None:
         """Give the slot back (the request never reached the network) and wake the head."""

@@ -52,7 +52,7 @@ class Recorder(MemoryQuota):
         super().__init__()
         self.events: list[str] = []
 
-    def hook(self, key: HookKey) -> Recording:  # type: ignore[override]
+    def hook(self, key: HookKey) -> Recording:
         return Recording(super().hook(key), self.events)
 
 

@@ -170,13 +170,17 @@ async def crowd(*, waiters: int, messages: int, throttled: bool) -> dict[str, An
     }
 
 
-async def cancellations(*, posts: int = 1000, per_hour: int = 400, seed: int = 1) -> dict[str, Any]:
+async def cancellations(
+    *, posts: int = 1000, per_hour: int | None = None, seed: int = 1
+) -> dict[str, Any]:
     """Cancel posts at random points (``move_on_after`` and task-group cancels), in real time.
 
     Then compare what the client thinks is left with what the service says is left: first as
     the storm leaves it, then after one more post (a trusted answer).
     """
     rng = random.Random(seed)
+    # Twice the posts by default, so that the storm alone can never spend the quota.
+    per_hour = 2 * posts if per_hour is None else per_hour
     emulator = Emulator(per_hour=per_hour, per_day=100 * per_hour, window="sliding")
     hook = emulator.create_hook("Cancel")
     posted = cancelled = 0
@@ -209,15 +213,22 @@ async def cancellations(*, posts: int = 1000, per_hour: int = 400, seed: int = 1
                 async with anyio.create_task_group() as tg:
                     for i in range(done, done + batch):
                         tg.start_soon(
-                            post, i, math.inf if rng.random() < 0.1 else rng.uniform(0.0, 0.05)
+                            post, i, math.inf if rng.random() < 0.05 else rng.uniform(0.0, 0.03)
                         )
                     if rng.random() < 0.3:
                         await anyio.sleep(rng.uniform(0.0, 0.1))
                         tg.cancel_scope.cancel()
                 done += batch
+            # Requests cancelled after they were written may still be on their way to the
+            # service: wait (in real time) until its count stops moving before comparing.
+            counts: list[int] = []
+            while len(counts) < 5 or len(set(counts[-5:])) > 1:
+                counts.append(emulator.quota(hook).used_hour)
+                await anyio.sleep(0.02)
             gate = client._transport.gate()
             budget_after_storm = await gate.quota.budget()
             remaining_after_storm = emulator.quota(hook).remaining
+            unanswered = getattr(gate.quota, "_lost", 0)
             try:
                 await client.post_message("one more", deadline=HOUR / per_hour + 1)
             except hookapi.RateLimitError:
@@ -228,9 +239,11 @@ async def cancellations(*, posts: int = 1000, per_hour: int = 400, seed: int = 1
             remaining_after_next = emulator.quota(hook).remaining
     return {
         "posts": posts,
+        "per_hour": per_hour,
         "posted": posted,
         "cancelled": cancelled,
         "service_used": emulator.quota(hook).used_hour,
+        "unanswered": unanswered,
         "client_budget_after_storm": budget_after_storm,
         "service_remaining_after_storm": remaining_after_storm,
         "client_budget_after_next": budget_after_next,

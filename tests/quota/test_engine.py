@@ -93,6 +93,7 @@ async def test_a_freed_slot_wakes_the_next_waiter_only() -> None:
             await tg.start(_started, wait, i)
         await anyio.sleep(1)
         assert slots.asked == 1  # only the head asked; the other 49 sleep
+        assert gate.estimate() == pytest.approx(999.0)  # it asks again at 1,000 s
         await gate.refund(Reservation())
         await anyio.sleep(1)
         # the head took the slot and handed the head of the queue on: one more question
@@ -321,3 +322,89 @@ def test_the_probing_policy_is_checked() -> None:
     quota = MemoryQuota(policy=hookapi.QuotaPolicy(max_probe_interval=60))
     assert quota.policy.max_probe_interval == 60
     assert "MemoryQuota" in repr(quota)
+
+
+class SlowStore(Slots):
+    """A store that takes its time to answer, as a networked one does."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def reserve(self) -> Reservation | NotNow:
+        answer = await super().reserve()
+        await anyio.sleep(self.delay)  # decided at once, answered late
+        return answer
+
+
+class SlowQuota:
+    def __init__(self, store: SlowStore) -> None:
+        self.store = store
+
+    def hook(self, key: HookKey) -> SlowStore:
+        return self.store
+
+
+async def test_a_deadline_that_ends_while_the_store_thinks_is_a_rate_limit_error() -> None:
+    store = SlowStore(delay=100)
+    client = hookapi.AsyncHookClient(
+        hook_id="h", secret="s" * 8, base_url="https://x.test", quota=SlowQuota(store)
+    )
+    async with client:
+        with pytest.raises(RateLimitError) as caught:
+            await client.post_message("x", deadline=5)
+    assert caught.value.local
+    assert caught.value.attempts == 0
+    assert "deadline ended while it waited" in str(caught.value)
+
+
+async def test_a_waiter_behind_an_unanswered_probe_gives_up_at_its_deadline(
+    make_client: ClientFactory,
+) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(30)
+        return httpx.Response(200, headers=rate_headers(50))
+
+    async with make_client(transport=httpx.MockTransport(slow)) as client:
+        outcome: list[BaseException] = []
+
+        async def second() -> None:
+            try:
+                await client.post_message("behind the first", deadline=5)
+            except RateLimitError as exc:
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.post_message, "learns the quota")
+            await anyio.sleep(1)
+            tg.start_soon(second)
+    (error,) = outcome
+    assert isinstance(error, RateLimitError)
+    assert error.local
+    assert error.retry_after is None  # only the probe's answer could have told
+    assert error.attempts == 0
+
+
+async def test_a_change_while_the_head_asks_a_slow_store_is_not_lost() -> None:
+    store = SlowStore(delay=1)
+    gate = QuotaGate(store)
+    served_at: list[float] = []
+
+    async def wait() -> None:
+        await gate.acquire()
+        served_at.append(anyio.current_time())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        await anyio.sleep(0.5)
+        store.free += 1  # a slot comes free while the head is still asking
+        gate.wake()
+    # asked again at once (answered at 2 s), instead of sleeping the 1,000 s it was told
+    assert served_at == [pytest.approx(2.0)]
+
+
+def test_the_quota_state_needs_a_running_event_loop() -> None:
+    from hookapi._quota import current_loop  # noqa: PLC0415
+
+    with pytest.raises(RuntimeError, match="running event loop"):
+        current_loop()
