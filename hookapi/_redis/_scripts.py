@@ -9,20 +9,22 @@ Keys, all under one hash tag so that Redis Cluster keeps a hook in one slot:
 ``state`` (hash), ``hour`` and ``day`` (hashes: time bucket -> requests counted),
 ``flight`` (sorted set: reservation -> lease end), ``queue`` (sorted set: waiting process ->
 slots it took while others waited), ``waiting`` (sorted set: waiting process -> lease end)
-and ``starts`` (hash: hour bucket -> when its earliest request started).
+``starts`` (hash: hour bucket -> when its earliest request started) and ``parked`` (hash:
+process that stopped waiting for a moment -> its place in the rounds).
 """
 
 from __future__ import annotations
 
 __all__ = ["BUDGET", "KEY_NAMES", "RELEASE", "RESERVE", "SETTLE"]
 
-KEY_NAMES = ("state", "hour", "day", "flight", "queue", "waiting", "starts")
+KEY_NAMES = ("state", "hour", "day", "flight", "queue", "waiting", "starts", "parked")
 
 # The shared part: load the state, expire what time has made obsolete, and the budget.
 _PRELUDE = r"""
 local HOUR, DAY = 3600.0, 86400.0
 local HW, DW = 1.0, 360.0
 local S, H, D, F, Q, W, B = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local P = KEYS[8]
 local scale = tonumber(ARGV[1])
 local margin = tonumber(ARGV[2])
 local max_probe = tonumber(ARGV[4])
@@ -105,11 +107,16 @@ local function expire()
     end
     set('unconf', (st.unconf or 0) + #dead)
   end
+  -- A process that stopped asking leaves the rounds, but keeps its place for when it comes
+  -- back (a busy process is late, not new); once nobody waits, the rounds start over.
   local gone = redis.call('ZRANGEBYSCORE', W, '-inf', now)
   for _, member in ipairs(gone) do
+    local score = redis.call('ZSCORE', Q, member)
+    if score then redis.call('HSET', P, member, score) end
     redis.call('ZREM', Q, member)
     redis.call('ZREM', W, member)
   end
+  if #gone > 0 and redis.call('ZCARD', Q) == 0 then redis.call('DEL', P) end
   -- A request logged in bucket b leaves the window once the whole bucket has, plus the margin.
   local hlast = math.floor((now - HOUR - margin) / HW) - 1
   local dlast = math.floor((now - DAY - margin) / DW) - 1
@@ -260,8 +267,11 @@ local b, probe_now = budget(flying)
 -- A newcomer joins at the lowest score, so that it neither jumps nor owes a backlog.
 local mine = redis.call('ZSCORE', Q, waiter)
 if mine == false and redis.call('ZCARD', Q) > 0 then
-  local low = redis.call('ZRANGE', Q, 0, 0, 'WITHSCORES')
-  mine = low[2]
+  local low = tonumber(redis.call('ZRANGE', Q, 0, 0, 'WITHSCORES')[2])
+  local parked = tonumber(redis.call('HGET', P, waiter))
+  if parked ~= nil and parked > low then low = parked end
+  redis.call('HDEL', P, waiter)
+  mine = string.format('%.17g', low)
   redis.call('ZADD', Q, mine, waiter)
 end
 local ahead = 0

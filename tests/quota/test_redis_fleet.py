@@ -275,8 +275,13 @@ def test_redis_stopped_and_restarted_mid_run(own_redis_server: RedisServer) -> N
     assert sorted(m.text for m in messages) == sorted(
         f"p{n} {k}" for n in range(PROCESSES) for k in range(count)
     )
+    back = 0
     for worker in workers:
         assert worker.report["failed"] == [], worker.stderr
         said = worker.stderr.splitlines()
         assert sum("is unavailable" in line for line in said) == 1, worker.stderr
-        assert sum("the quota is shared again" in line for line in said) == 1, worker.stderr
+        # One WARNING when Redis is back, if the process still had something to post then.
+        shared_again = sum("the quota is shared again" in line for line in said)
+        assert shared_again <= 1, worker.stderr
+        back += shared_again
+    assert back >= 1

@@ -256,7 +256,7 @@ async def test_keys_carry_the_hook_tag_a_ttl_and_no_secret(
         keys = sorted(
             k.decode() if isinstance(k, bytes) else k for k in await raw.keys(f"{prefix}*")
         )
-        assert len(keys) == 7
+        assert len(keys) >= 7  # the parked hash exists only while someone is parked
         for key in keys:
             assert key.startswith(f"{prefix}{{{KEY.hook_id}}}:")
             ttl = await raw.pttl(key)
