@@ -25,7 +25,7 @@ import anyio
 from .._exceptions import InvalidInputError, QuotaUnavailableError
 from .._quota import (
     HookKey,
-    HookState,
+    HookQuota,
     MemoryQuota,
     NotNow,
     QuotaAnswer,
@@ -362,7 +362,7 @@ class _Local:
 class _RedisHook:
     """One hook's quota in Redis, for one process; it implements ``HookQuota``."""
 
-    def __init__(self, store: RedisQuota, key: HookKey, local: HookState) -> None:
+    def __init__(self, store: RedisQuota, key: HookKey, local: HookQuota) -> None:
         self._store = store
         digest = hashlib.sha256(key.base_url.rstrip("/").encode()).hexdigest()[:16]
         base = f"{store._prefix}{{{key.hook_id}}}:{digest}:"
