@@ -35,6 +35,7 @@ from .._quota import (
 from ._scripts import BUDGET, KEY_NAMES, RELEASE, RESERVE, SETTLE
 
 if TYPE_CHECKING:
+    import redis.asyncio
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
@@ -130,7 +131,7 @@ class RedisQuota:
 
     def __init__(
         self,
-        url_or_client: str | Redis,
+        url_or_client: str | redis.asyncio.Redis,
         *,
         prefix: str = "hookapi:",
         on_unavailable: Literal["local", "raise"] = "local",
@@ -203,7 +204,7 @@ class RedisQuota:
         """Whether the last call to Redis succeeded (``False`` while pacing locally)."""
         return not self._down
 
-    def hook(self, key: HookKey) -> _RedisHook:
+    def hook(self, key: HookKey) -> HookQuota:
         """The shared quota of the hook ``key``; called by the client inside its event loop.
 
         Raises:
