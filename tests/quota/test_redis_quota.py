@@ -230,6 +230,26 @@ async def test_a_dead_process_reservation_is_reclaimed_after_its_lease(make: Mak
     assert await alive.budget() == 50
 
 
+async def test_a_quota_of_zero_never_comes_back(make: Make) -> None:
+    hook = make().hook(KEY)
+    await settle(hook, await take(hook), ok(0, per_hour=0))
+    never = await hook.reserve()
+    assert isinstance(never, NotNow)
+    assert never.retry_in == math.inf
+    assert "remaining=0" in never.reason
+
+
+async def test_a_request_without_an_answer_counts_as_used(make: Make) -> None:
+    one, two = make().hook(KEY), make().hook(KEY)
+    await settle(one, await take(one), ok(5))
+    lost = await take(one)
+    assert await two.budget() == 4
+    await settle(one, lost, None)  # cancelled after its first byte was written
+    assert await two.budget() == 4
+    assert "keys=" in repr(one)
+    assert "{" + KEY.hook_id + "}" in repr(one)
+
+
 async def test_scripts_are_loaded_again_when_redis_forgets_them(
     make: Make, redis_server: RedisServer
 ) -> None:
@@ -320,6 +340,8 @@ async def test_redis_down_with_raise_refuses_without_sending(
     with pytest.raises(QuotaUnavailableError) as caught:
         await hook.reserve()
     error = caught.value
+    # Reading the budget or ending a reservation never raises: they fall back to the local view.
+    assert await hook.budget() == math.inf  # nothing known locally either
     assert error.delivery is hookapi.Delivery.NOT_SENT
     assert "on_unavailable='raise'" in str(error)
     assert "hunter2" not in str(error) + repr(quota) + repr(error.__cause__)
@@ -355,6 +377,8 @@ def test_bad_options_are_refused(redis_server: RedisServer) -> None:
         RedisQuota(redis_server.url, prefix="a{b}")
     with pytest.raises(InvalidInputError, match="lease"):
         RedisQuota(redis_server.url, lease=0)
+    with pytest.raises(InvalidInputError, match="lease"):
+        RedisQuota(redis_server.url, lease="1")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="policy"):
         RedisQuota(redis_server.url, policy=3)  # type: ignore[arg-type]
 
