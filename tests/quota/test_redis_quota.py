@@ -21,10 +21,18 @@ import redis.asyncio
 import trio
 
 import hookapi
-from hookapi import InvalidInputError, QuotaUnavailableError, RateLimit, RedisQuota
+from hookapi import (
+    AsyncHookClient,
+    HookAPIError,
+    InvalidInputError,
+    QuotaUnavailableError,
+    RateLimit,
+    RedisQuota,
+)
 from hookapi._quota import HookKey, HookQuota, NotNow, QuotaAnswer, QuotaStore, Reservation
 from hookapi._redis import _store
 from hookapi.cli._stage import ScaledClock, ScaledTimeLoop
+from hookapi.emulator import Emulator
 
 from .redis_server import RedisServer
 
@@ -412,3 +420,56 @@ def test_on_trio_it_says_it_runs_on_asyncio_only() -> None:
 
     trio.run(build)
     trio.run(use, RedisQuota("redis://localhost:6379/0"))
+
+
+async def test_a_paused_redis_never_holds_a_post_past_its_deadline(
+    make: Make, own_redis_server: RedisServer
+) -> None:
+    emulator = Emulator(per_hour=100, per_day=1000)
+    hook = emulator.create_hook("Ops")
+    quota = make(own_redis_server.url, on_unavailable="raise")
+    client = AsyncHookClient.from_url(hook.url, transport=emulator.transport(), quota=quota)
+    async with client, raw_client(own_redis_server.url) as raw:
+        await client.post_message("before")
+        await raw.client_pause(2000, all=True)
+        started = anyio.current_time()
+        # The deadline ends long before Redis's timeout (half a real second): it wins.
+        with pytest.raises(HookAPIError) as caught:
+            await client.post_message("while paused", deadline=0.05 * SCALE)
+        took = anyio.current_time() - started
+        await raw.client_unpause()
+    assert caught.value.delivery is hookapi.Delivery.NOT_SENT
+    assert took < _store.REDIS_TIMEOUT * SCALE
+    assert [m.text for m in emulator.messages(hook)] == ["before"]
+
+
+async def test_raise_mode_refuses_a_post_without_sending(
+    make: Make, own_redis_server: RedisServer
+) -> None:
+    emulator = Emulator(per_hour=100, per_day=1000)
+    hook = emulator.create_hook("Ops")
+    quota = make(own_redis_server.url, on_unavailable="raise")
+    client = AsyncHookClient.from_url(hook.url, transport=emulator.transport(), quota=quota)
+    async with client:
+        await client.post_message("before")
+        own_redis_server.stop()
+        with pytest.raises(QuotaUnavailableError) as caught:
+            await client.post_message("while down")
+    assert caught.value.attempts == 0
+    assert [m.text for m in emulator.messages(hook)] == ["before"]
+    assert hook.secret not in str(caught.value)
+
+
+def test_a_client_on_trio_says_redis_quota_is_asyncio_only() -> None:
+    emulator = Emulator(per_hour=100, per_day=1000)
+    hook = emulator.create_hook("Ops")
+    quota = RedisQuota("redis://localhost:6379/0")
+
+    async def post() -> None:
+        client = AsyncHookClient.from_url(hook.url, transport=emulator.transport(), quota=quota)
+        async with client:
+            with pytest.raises(InvalidInputError, match="asyncio only"):
+                await client.post_message("hello")
+
+    trio.run(post)
+    assert emulator.messages(hook) == []
