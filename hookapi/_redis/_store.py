@@ -2,9 +2,9 @@
 
 Each decision (reserve, refund, settle) is one Lua script run atomically by Redis on the time
 Redis reads from its own clock, so processes on machines with skewed clocks agree. A process
-asks Redis only for the caller at the head of its own queue; Redis keeps a queue of the
-processes waiting, so that none starves. When Redis is down or slow, the store paces from a
-process-local view (``on_unavailable="local"``) or refuses to send (``"raise"``).
+asks Redis only for the caller at the head of its own queue (the client's), and Redis serves
+the waiting processes in rounds, so that none starves. When Redis is down or slow, the store
+paces from a process-local view (``on_unavailable="local"``) or refuses to send (``"raise"``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .._quota import (
     NotNow,
     QuotaAnswer,
     QuotaPolicy,
+    RateLimit,
     Reservation,
 )
 from ._scripts import BUDGET, KEY_NAMES, RELEASE, RESERVE, SETTLE
@@ -43,7 +44,6 @@ __all__ = ["RedisQuota"]
 
 logger = logging.getLogger("hookapi")
 
-HOUR: Final = 3600.0
 #: Real seconds a Redis call may take before Redis counts as unavailable.
 REDIS_TIMEOUT: Final = 0.5
 #: Real seconds between attempts to reach Redis again while pacing locally.
@@ -90,8 +90,9 @@ def _in_asyncio() -> bool:
     return True
 
 
-def _number(text: object) -> str:
-    return "" if text is None else repr(float(text))  # type: ignore[arg-type]
+def _number(value: float | None) -> str:
+    """A number as a script argument; ``""`` for none (Lua's ``tonumber`` makes it nil)."""
+    return "" if value is None else repr(float(value))
 
 
 class RedisQuota:
@@ -100,7 +101,7 @@ class RedisQuota:
     Pass it as ``quota=`` to the client of every process (and every machine) that posts
     through the hook. Reservations, refunds and each answer's ``Remaining`` are applied
     atomically in Redis; a 429 blocks the whole fleet, which sends one probe afterwards; the
-    processes waiting for the quota are served in turn. Keys are
+    processes waiting for the quota are served in rounds. Keys are
     ``{prefix}{{hook_id}}:{digest of the base URL}:...`` (one hash tag per hook, for Redis
     Cluster) and expire a day and an hour after their last change; the secret is never
     stored, and never logged.
@@ -460,15 +461,15 @@ class _RedisHook:
         if answer is None:
             self._send("release", RELEASE, [token.seq, "1", token.started])
             return
-        rate_limit = answer.rate_limit
+        limit = answer.rate_limit or RateLimit()
         args: list[str | float] = [
             token.seq,
             token.before,
             "1" if answer.refused else "0",
             _number(answer.retry_after),
-            _number(rate_limit and rate_limit.per_hour),
-            _number(rate_limit and rate_limit.per_day),
-            _number(rate_limit and rate_limit.remaining),
+            _number(limit.per_hour),
+            _number(limit.per_day),
+            _number(limit.remaining),
             token.started,
         ]
         self._send("settle", SETTLE, args)
