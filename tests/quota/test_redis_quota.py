@@ -28,6 +28,7 @@ from hookapi import (
     QuotaUnavailableError,
     RateLimit,
     RedisQuota,
+    RetryPolicy,
 )
 from hookapi._quota import HookKey, HookQuota, NotNow, QuotaAnswer, QuotaStore, Reservation
 from hookapi._redis import _store
@@ -55,6 +56,8 @@ def prefix() -> str:
 
 
 Make = Callable[..., RedisQuota]
+# A call's deadline in real seconds: the default 60 s of this clock would be 17 ms.
+REAL_SECONDS = RetryPolicy(deadline=10 * SCALE)
 
 
 @pytest.fixture
@@ -428,7 +431,9 @@ async def test_a_paused_redis_never_holds_a_post_past_its_deadline(
     emulator = Emulator(per_hour=100, per_day=1000)
     hook = emulator.create_hook("Ops")
     quota = make(own_redis_server.url, on_unavailable="raise")
-    client = AsyncHookClient.from_url(hook.url, transport=emulator.transport(), quota=quota)
+    client = AsyncHookClient.from_url(
+        hook.url, transport=emulator.transport(), quota=quota, retry=REAL_SECONDS
+    )
     async with client, raw_client(own_redis_server.url) as raw:
         await client.post_message("before")
         await raw.client_pause(2000, all=True)
@@ -449,7 +454,9 @@ async def test_raise_mode_refuses_a_post_without_sending(
     emulator = Emulator(per_hour=100, per_day=1000)
     hook = emulator.create_hook("Ops")
     quota = make(own_redis_server.url, on_unavailable="raise")
-    client = AsyncHookClient.from_url(hook.url, transport=emulator.transport(), quota=quota)
+    client = AsyncHookClient.from_url(
+        hook.url, transport=emulator.transport(), quota=quota, retry=REAL_SECONDS
+    )
     async with client:
         await client.post_message("before")
         own_redis_server.stop()
@@ -466,7 +473,9 @@ def test_a_client_on_trio_says_redis_quota_is_asyncio_only() -> None:
     quota = RedisQuota("redis://localhost:6379/0")
 
     async def post() -> None:
-        client = AsyncHookClient.from_url(hook.url, transport=emulator.transport(), quota=quota)
+        client = AsyncHookClient.from_url(
+            hook.url, transport=emulator.transport(), quota=quota, retry=REAL_SECONDS
+        )
         async with client:
             with pytest.raises(InvalidInputError, match="asyncio only"):
                 await client.post_message("hello")
