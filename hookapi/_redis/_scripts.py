@@ -244,7 +244,8 @@ end
 
 # Every script's ARGV starts with: scale, margin, probe interval ("": the pacing interval), max
 # probe interval (quota seconds). RESERVE's go on with: waiter, lease, poll, waiter grace (quota
-# seconds), seed budget ("" when unknown), seconds the seed holds ("": an hour).
+# seconds), seed budget ("" when unknown), seconds the seed holds ("": an hour), and the
+# reservation's name (chosen by the caller, so that a cancelled caller can give it back).
 # Returns {1, reservation, settled before, probe, now} or {0, seconds to wait ("-1": never, "": ask
 # again after the poll interval), reason}. Numbers travel as strings: Lua numbers become integers.
 RESERVE = (
@@ -288,7 +289,7 @@ if b >= 1 and ahead == 0 then
   local probe = '0'
   if probe_now then probe = '1' end
   set('seq', (st.seq or 0) + 1)
-  redis.call('ZADD', F, now + lease, st.seq)
+  redis.call('ZADD', F, now + lease, ARGV[11])
   if st.rem ~= nil then set('rem', st.rem - 1) end
   save()
   return {1, tostring(st.seq), tostring(st.settled or 0), probe, string.format('%.17g', now)}
@@ -330,7 +331,7 @@ return {0, wait, reason}
 )
 
 # ARGV (after the common four): reservation, settled before, refused ("1"/"0"), retry after,
-# per hour, per day, remaining ("" when unknown), when it was reserved (quota seconds).
+# per hour, per day, remaining ("" when unknown), when it was reserved (quota seconds), its name.
 SETTLE = (
     _PRELUDE
     + r"""
@@ -341,7 +342,7 @@ local per_hour, per_day, remaining = tonumber(ARGV[9]), tonumber(ARGV[10]), tonu
 local started = tonumber(ARGV[12])
 expire()
 -- A reservation whose lease ran out was already counted as sent.
-local was_flying = redis.call('ZREM', F, seq) == 1
+local was_flying = redis.call('ZREM', F, ARGV[13]) == 1
 local flying = in_flight()
 local trusted = before == (st.settled or 0)
 settle_count()
@@ -387,13 +388,13 @@ return 1
 """
 )
 
-# ARGV (after the common four): reservation, sent ("1"/"0"), when it was reserved.
+# ARGV (after the common four): the reservation's name, sent ("1"/"0"), when it was reserved.
 RELEASE = (
     _PRELUDE
     + r"""
-local seq, sent = tonumber(ARGV[5]), ARGV[6] == '1'
+local sent = ARGV[6] == '1'
 expire()
-if redis.call('ZREM', F, seq) == 1 then
+if redis.call('ZREM', F, ARGV[5]) == 1 then
   if sent then
     settle_count()
     log_request(now, tonumber(ARGV[7]))

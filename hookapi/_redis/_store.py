@@ -343,9 +343,12 @@ class _Unavailable(Exception):
 class _Shared:
     """A reservation booked in Redis, and its shadow in the local view."""
 
-    __slots__ = ("before", "seq", "shadow", "started")
+    __slots__ = ("before", "name", "seq", "shadow", "started")
 
-    def __init__(self, seq: str, before: str, started: str, shadow: Reservation | None) -> None:
+    def __init__(
+        self, name: str, seq: str, before: str, started: str, shadow: Reservation | None
+    ) -> None:
+        self.name = name
         self.seq = seq
         self.before = before
         self.started = started
@@ -407,14 +410,21 @@ class _RedisHook:
             QUEUE_GRACE * scale,
             seed,
             holds,
+            name := uuid.uuid4().hex,
         ]
         try:
             reply = await store._call("reserve", RESERVE, self.keys, args)
         except _Unavailable:
             return await self._reserve_locally()
+        except anyio.get_cancelled_exc_class():
+            # Cancelled after Redis may have booked it: the caller never gets the reservation,
+            # so it goes back (a no-op if it was never booked).
+            self._send("release", RELEASE, [name, "0", "0"])
+            raise
         if int(reply[0]) == 1:
             shadow = await self._local.reserve()
             token = _Shared(
+                name,
                 reply[1].decode(),
                 reply[2].decode(),
                 reply[4].decode(),
@@ -447,7 +457,7 @@ class _RedisHook:
         assert isinstance(token, _Shared)
         if token.shadow is not None:
             await self._local.refund(token.shadow)
-        self._send("release", RELEASE, [token.seq, "0", token.started])
+        self._send("release", RELEASE, [token.name, "0", token.started])
 
     async def settle(self, reservation: Reservation, answer: QuotaAnswer | None) -> None:
         """Count the request, and learn from the service's answer when there is one."""
@@ -459,7 +469,7 @@ class _RedisHook:
         if token.shadow is not None:
             await self._local.settle(token.shadow, answer)
         if answer is None:
-            self._send("release", RELEASE, [token.seq, "1", token.started])
+            self._send("release", RELEASE, [token.name, "1", token.started])
             return
         limit = answer.rate_limit or RateLimit()
         args: list[str | float] = [
@@ -471,6 +481,7 @@ class _RedisHook:
             _number(limit.per_day),
             _number(limit.remaining),
             token.started,
+            token.name,
         ]
         self._send("settle", SETTLE, args)
 
