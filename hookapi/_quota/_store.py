@@ -14,7 +14,9 @@ The contract, for anyone implementing a store:
   runs once per hook and event loop, and must do no I/O).
 * **Atomic decisions.** ``reserve`` decides and books in one step: two concurrent ``reserve``
   calls (in one process or several) never both take the last slot. A Redis store does it in
-  one Lua script, with time from the server's ``TIME`` so that every process agrees.
+  one Lua script, with time from the server's ``TIME`` so that every process agrees. A store
+  that awaits must not lose a booking to a cancellation of its caller: if it is cancelled
+  after booking and before returning the reservation, it gives the slot back itself.
 * **Never block.** ``reserve`` answers at once: a :class:`Reservation`, or :class:`NotNow`
   saying when to ask again (``retry_in`` seconds, measured on the store's own clock from the
   moment it answered). Waiting is the caller's job: the client keeps, per process, one
