@@ -283,8 +283,9 @@ end
 if b >= 1 and ahead == 0 then
   if mine ~= false then
     redis.call('ZADD', Q, mine + 1, waiter)
-    -- Its next caller asks at once if it has one; if not, it leaves the round soon.
-    redis.call('ZADD', W, now + 4 * poll, waiter)
+    -- It keeps its turn while its next caller comes (at once, or when an answer frees one
+    -- of its tasks); if none comes, it leaves the rounds after the grace.
+    redis.call('ZADD', W, now + grace, waiter)
   end
   local probe = '0'
   if probe_now then probe = '1' end
