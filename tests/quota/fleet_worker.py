@@ -19,6 +19,8 @@ from hookapi._quota import HookKey
 from hookapi.cli._stage import ScaledClock, ScaledTimeLoop
 
 DAY = 86400.0
+#: Real seconds a reservation holds its slot without an answer.
+LEASE = 2.5
 
 
 async def run(name: str, hook_url: str, redis_url: str, prefix: str, scale: float) -> None:
@@ -27,8 +29,10 @@ async def run(name: str, hook_url: str, redis_url: str, prefix: str, scale: floa
     failed: list[str] = []
     texts = [f"{name} {n}" for n in range(count)]
     # Every duration below is in quota seconds: `scale` of them pass each real second.
-    # A reservation's lease outlasts any attempt (0.4 real seconds at most).
-    quota = RedisQuota(redis_url, prefix=prefix, lease=1.0 * scale, _time_scale=scale)
+    # A reservation's lease outlasts any attempt (0.4 real seconds at most) with room for a
+    # process starved of CPU on a busy machine: a lease that ends under a live request counts
+    # it as sent, and costs its slot for an hour.
+    quota = RedisQuota(redis_url, prefix=prefix, lease=LEASE * scale, _time_scale=scale)
     policy = RetryPolicy(
         initial_delay=1.0, max_delay=60.0, max_retry_after=2 * 3600.0, deadline=10 * DAY
     )

@@ -27,6 +27,7 @@ import pytest
 from hookapi.cli._stage import BackgroundServer
 from hookapi.emulator import Emulator, Hook, PostedMessage, Window
 
+from .fleet_worker import LEASE
 from .redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.socket]
@@ -248,13 +249,13 @@ def test_a_process_joins_and_one_is_killed_mid_run(
         assert worker.report["failed"] == [], worker.stderr
         assert sorted(worker.report["posted"]) == sorted(f"{worker.name} {n}" for n in range(count))
     # The survivors went on without the dead process: whatever it held came back within its
-    # lease (one real second), so the run ends within the ideal plus that.
+    # lease, so the run ends within the ideal plus that.
     done = len(messages)
     last = messages[-1].received_at
     record_property("fleet_kill_ratio", round(last / ideal(done), 4))
     print(f"\n[fleet] kill+join: {done} messages, last at {last / ideal(done):.4f}x the ideal")
     assert any(m.text.startswith("p1 ") and m.received_at > killed_at for m in messages)
-    assert last <= 1.10 * ideal(done) + 1.0 * SCALE
+    assert last <= 1.10 * ideal(done) + LEASE * SCALE
 
 
 def test_redis_stopped_and_restarted_mid_run(own_redis_server: RedisServer) -> None:
