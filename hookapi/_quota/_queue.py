@@ -118,12 +118,13 @@ class QuotaGate:
                     if retry_in is None:
                         wake_at = deadline
                         self._next_try_at = None
+                        self._log_probe_wait(answer.reason)
                     else:
                         wake_at = now + retry_in
                         self._next_try_at = wake_at
                         if wake_at > deadline:
                             raise QuotaWaitTooLong(retry_in)
-                    self._log(wake_at - now, answer.reason)
+                        self._log(retry_in, answer.reason)
                     answer = None
                 else:
                     if self._next_try_at is not None and self._next_try_at > deadline:
@@ -147,6 +148,15 @@ class QuotaGate:
             delay,
             reason,
             extra={"hookapi_event": "throttle", "hookapi_delay": delay},
+        )
+
+    def _log_probe_wait(self, reason: str) -> None:
+        # Not a throttle wait: the quota is unknown until an answer in flight comes back.
+        logger.debug(
+            "hookapi: %s: waiting for an answer before sending more (%s)",
+            self._label,
+            reason,
+            extra={"hookapi_event": "probe_wait"},
         )
 
     def _leave(self, waiter: _Waiter) -> None:
