@@ -34,7 +34,10 @@ html_title = f"hookapi {release}"
 # No intersphinx (the docs build offline), so references to other projects' and the standard
 # library's types cannot resolve; everything of hookapi's own must.
 nitpick_ignore_regex = [
-    ("py:class", r"(httpx|collections\.abc|contextlib|enum|asyncio|ssl|os|starlette|fastapi)\..*"),
+    (
+        "py:class",
+        r"(httpx|redis|collections\.abc|contextlib|enum|asyncio|ssl|os|starlette|fastapi)\..*",
+    ),
     ("py:class", r"hookapi\.fastapi\._App"),
     ("py:exc", r"httpx\..*"),
 ]

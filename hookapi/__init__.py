@@ -24,12 +24,14 @@ from ._exceptions import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
+    QuotaUnavailableError,
     RateLimitError,
     ServerError,
     ServiceUnavailableError,
     WrongEventLoopError,
 )
 from ._quota import MemoryQuota, QuotaPolicy, QuotaStore, RateLimit
+from ._redis import RedisQuota
 from ._retry import RetryPolicy
 from ._secrets import Secret
 from ._sync import HookClient
@@ -81,10 +83,12 @@ __all__ = [
     "PostResult",
     "QuotaPolicy",
     "QuotaStore",
+    "QuotaUnavailableError",
     "RateLimit",
     "RateLimitError",
     "Receipt",
     "ReceiptState",
+    "RedisQuota",
     "RetryPolicy",
     "SQLiteStore",
     "Secret",

@@ -6,6 +6,7 @@ Every error the SDK raises derives from :class:`HookAPIError`::
     ├── InvalidInputError            bad input, refused before any request (also a ValueError)
     ├── ClientClosedError            the client was used after aclose() (also a RuntimeError)
     ├── WrongEventLoopError          the client was used on another event loop (a RuntimeError)
+    ├── QuotaUnavailableError        the shared quota (Redis) is unreachable; nothing was sent
     └── APIError                     something went wrong talking to the service
         ├── APIConnectionError       no answer: not sent, or sent and the answer was lost
         │   └── APITimeoutError
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidInputError",
     "NotFoundError",
     "PermissionDeniedError",
+    "QuotaUnavailableError",
     "RateLimitError",
     "ServerError",
     "ServiceUnavailableError",
@@ -134,6 +136,15 @@ class WrongEventLoopError(HookAPIError, RuntimeError):
 
     Its connections and locks belong to that first loop; nothing was sent. Create the client
     inside the loop that uses it, or make one per loop.
+    """
+
+
+class QuotaUnavailableError(HookAPIError):
+    """The shared quota store could not be reached, and it is set to refuse rather than guess.
+
+    Raised by a :class:`~hookapi.RedisQuota` made with ``on_unavailable="raise"`` when Redis
+    is down or slower than its timeout; the message was not sent (``delivery`` is
+    ``NOT_SENT``), so sending it again later cannot post it twice.
     """
 
 

@@ -25,9 +25,9 @@ CONSUMERS = (
     "hookapi.outbox",
 )
 # Packages whose private modules only their own package may import.
-SEALED = ("hookapi._http", "hookapi._quota")
+SEALED = ("hookapi._http", "hookapi._quota", "hookapi._redis")
 # Modules that sit below the client and never import it.
-BELOW_CLIENT = ("hookapi._http", "hookapi._quota")
+BELOW_CLIENT = ("hookapi._http", "hookapi._quota", "hookapi._redis")
 
 
 def _module_name(path: Path) -> str:

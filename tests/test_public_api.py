@@ -60,7 +60,7 @@ def test_the_package_is_typed() -> None:
 def test_import_pulls_in_no_test_or_server_machinery() -> None:
     code = (
         "import sys, hookapi; "
-        "bad = [m for m in ('pytest', 'uvicorn', 'trio', 'respx') if m in sys.modules]; "
+        "bad = [m for m in ('pytest', 'uvicorn', 'trio', 'respx', 'redis') if m in sys.modules]; "
         "print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,0 +1,513 @@
+""":class:`RedisQuota`: one hook's quota shared by every process and machine through Redis.
+
+Each decision (reserve, refund, settle) is one Lua script run atomically by Redis on the time
+Redis reads from its own clock, so processes on machines with skewed clocks agree. A process
+asks Redis only for the caller at the head of its own queue (the client's), and Redis serves
+the waiting processes in rounds, so that none starves. When Redis is down or slow, the store
+paces from a process-local view (``on_unavailable="local"``) or refuses to send (``"raise"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import sys
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import urlsplit
+
+import anyio
+
+from .._exceptions import InvalidInputError, QuotaUnavailableError
+from .._quota import (
+    HookKey,
+    HookQuota,
+    MemoryQuota,
+    NotNow,
+    QuotaAnswer,
+    QuotaPolicy,
+    RateLimit,
+    Reservation,
+)
+from ._scripts import BUDGET, KEY_NAMES, RELEASE, RESERVE, SETTLE
+
+if TYPE_CHECKING:
+    import redis.asyncio
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+__all__ = ["RedisQuota"]
+
+logger = logging.getLogger("hookapi")
+
+#: Real seconds a Redis call may take before Redis counts as unavailable.
+REDIS_TIMEOUT: Final = 0.5
+#: Real seconds between attempts to reach Redis again while pacing locally.
+RECONNECT_INTERVAL: Final = 1.0
+#: Real seconds between two questions of a process waiting behind others in the fleet's queue.
+POLL_INTERVAL: Final = 0.005
+#: Real seconds a waiting process keeps its place in the queue past the time it was told.
+QUEUE_GRACE: Final = 0.25
+_EXTRA = "RedisQuota needs redis-py: install the redis extra (pip install 'hookapi[redis]')."
+_ASYNCIO_ONLY = (
+    "RedisQuota runs on asyncio only: redis-py's client is asyncio-only. On trio, use the "
+    "default in-memory quota, or run this program on asyncio."
+)
+
+
+def _check_on_unavailable(value: object) -> Literal["local", "raise"]:
+    if value == "local":
+        return "local"
+    if value == "raise":
+        return "raise"
+    raise InvalidInputError(f"on_unavailable must be 'local' or 'raise', not {value!r}.")
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{name} must be a number of seconds.")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be a finite number > 0, not {value!r}.")
+    return float(value)
+
+
+def _where(url: str) -> str:
+    """The server a Redis URL names, without credentials (a password is a secret too)."""
+    parts = urlsplit(url)
+    host = parts.hostname or parts.path or "?"
+    return f"{parts.scheme}://{host}:{parts.port}" if parts.port else f"{parts.scheme}://{host}"
+
+
+def _in_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _number(value: float | None) -> str:
+    """A number as a script argument; ``""`` for none (Lua's ``tonumber`` makes it nil)."""
+    return "" if value is None else repr(float(value))
+
+
+class RedisQuota:
+    """A quota store in Redis: every process posting through one hook shares one quota.
+
+    Pass it as ``quota=`` to the client of every process (and every machine) that posts
+    through the hook. Reservations, refunds and each answer's ``Remaining`` are applied
+    atomically in Redis; a 429 blocks the whole fleet, which sends one probe afterwards; the
+    processes waiting for the quota are served in rounds. Keys are
+    ``{prefix}{{hook_id}}:{digest of the base URL}:...`` (one hash tag per hook, for Redis
+    Cluster) and expire a day and an hour after their last change; the secret is never
+    stored, and never logged.
+
+    Args:
+        url_or_client: A Redis URL (``redis://host:6379/0``, ``rediss://``, ``unix://``), or a
+            ``redis.asyncio.Redis`` client (which stays its owner's: :meth:`aclose` does not
+            close it).
+        prefix: Put before every key, to share one Redis with other data.
+        on_unavailable: When Redis cannot be reached or is slow: ``"local"`` paces from this
+            process's own view (one WARNING when that starts and one when Redis is back);
+            ``"raise"`` raises :class:`~hookapi.QuotaUnavailableError` without sending.
+        lease: Seconds a reservation holds its slot without being settled: after that it
+            counts as sent, so the slots of a process that died mid-request come back to
+            the others. Longer than any request may take.
+        policy: How a 429 is followed by probes (default: ``QuotaPolicy()``).
+
+    Raises:
+        ImportError: redis-py is not installed (the ``redis`` extra).
+        InvalidInputError: A bad option, or a running trio loop (redis-py is asyncio-only).
+
+    Example:
+        >>> import hookapi
+        >>> quota = hookapi.RedisQuota("redis://localhost:6379/0")
+        >>> quota
+        <RedisQuota redis://localhost:6379 prefix='hookapi:' on_unavailable='local'>
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | redis.asyncio.Redis,
+        *,
+        prefix: str = "hookapi:",
+        on_unavailable: Literal["local", "raise"] = "local",
+        lease: float = 120.0,
+        policy: QuotaPolicy | None = None,
+        _time_scale: float = 1.0,
+    ) -> None:
+        try:
+            import redis.asyncio  # noqa: PLC0415  (an optional extra)
+        except ImportError:
+            raise ImportError(_EXTRA) from None
+        if _in_asyncio() is False and _running_trio():
+            raise InvalidInputError(_ASYNCIO_ONLY)
+        if isinstance(url_or_client, str):
+            if urlsplit(url_or_client).scheme not in ("redis", "rediss", "unix"):
+                raise InvalidInputError(
+                    "RedisQuota needs a redis://, rediss:// or unix:// URL, or a "
+                    "redis.asyncio.Redis client."
+                )
+            self._where = _where(url_or_client)
+            self._url: str | None = url_or_client
+            self._given: Redis | None = None
+        elif isinstance(url_or_client, redis.asyncio.Redis):
+            kwargs = url_or_client.connection_pool.connection_kwargs
+            self._where = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+            self._url = None
+            self._given = url_or_client
+        else:
+            raise InvalidInputError(
+                "RedisQuota takes a Redis URL or a redis.asyncio.Redis client, "
+                f"not {type(url_or_client).__name__}."
+            )
+        checked: object = prefix
+        if not isinstance(checked, str) or "{" in checked or "}" in checked:
+            raise InvalidInputError("prefix must be a str without '{' or '}' (the hash tag).")
+        if policy is not None and not isinstance(policy, QuotaPolicy):
+            raise InvalidInputError(f"policy must be a QuotaPolicy, not {type(policy).__name__}.")
+        self._prefix = prefix
+        self._on_unavailable = _check_on_unavailable(on_unavailable)
+        self._scale = _check_seconds("_time_scale", _time_scale)
+        self._lease = _check_seconds("lease", lease)
+        self._policy = policy or QuotaPolicy()
+        probe = self._policy.probe_interval
+        self._common: list[str | float] = [
+            self._scale,
+            self._policy.margin,
+            "" if probe is None else probe,
+            self._policy.max_probe_interval,
+        ]
+        # The in-memory store it paces from while Redis is unavailable (its own, not the
+        # process's default: its state shadows only what went through this store).
+        self._memory = MemoryQuota(policy=self._policy)
+        # redis-py's connections belong to the event loop that opened them: one client (and
+        # one set of hooks) per loop.
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PerLoop] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._down = False
+        self._retry_at = -math.inf
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisQuota {self._where} prefix={self._prefix!r} "
+            f"on_unavailable={self._on_unavailable!r}>"
+        )
+
+    @property
+    def available(self) -> bool:
+        """Whether the last call to Redis succeeded (``False`` while pacing locally)."""
+        return not self._down
+
+    def hook(self, key: HookKey) -> HookQuota:
+        """The shared quota of the hook ``key``; called by the client inside its event loop.
+
+        Raises:
+            InvalidInputError: The running loop is not asyncio's (trio).
+        """
+        here = self._here()
+        found = here.hooks.get(key)
+        if found is None:
+            found = here.hooks[key] = _RedisHook(self, key, self._memory.hook(key))
+        return found
+
+    def _here(self) -> _PerLoop:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise InvalidInputError(_ASYNCIO_ONLY) from None
+        here = self._loops.get(loop)
+        if here is None:
+            if self._given is not None:
+                client = self._given
+            else:
+                import redis.asyncio  # noqa: PLC0415
+
+                assert self._url is not None
+                # redis-py times its sockets on the loop's clock: the same bound as ours.
+                bound = REDIS_TIMEOUT * self._scale
+                client = redis.asyncio.Redis.from_url(
+                    self._url, socket_timeout=bound, socket_connect_timeout=bound
+                )
+            here = self._loops[loop] = _PerLoop(client)
+        return here
+
+    async def _call(self, name: str, text: str, keys: list[str], args: list[str | float]) -> Any:
+        """Run one script, bounded by the Redis timeout; raise ``_Unavailable`` on failure."""
+        import redis.exceptions  # noqa: PLC0415
+
+        here = self._here()
+        script = here.scripts.get(name)
+        if script is None:
+            # Loaded once by SHA; redis-py loads it again when Redis answers NOSCRIPT.
+            script = here.scripts[name] = here.client.register_script(text)
+        try:
+            with anyio.fail_after(REDIS_TIMEOUT * self._scale):
+                reply = await script(keys=keys, args=[*self._common, *args])
+        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
+            # Drop every pooled connection: after a restart, an idle one would fail once more.
+            with anyio.move_on_after(REDIS_TIMEOUT * self._scale), contextlib.suppress(Exception):
+                await here.client.connection_pool.disconnect()
+            self._failed(exc)
+            raise _Unavailable from None
+        if self._down:
+            self._down = False
+            logger.warning(
+                "hookapi: Redis at %s is back: the quota is shared again.",
+                self._where,
+                extra={"hookapi_event": "quota_shared"},
+            )
+        return reply
+
+    def _failed(self, exc: BaseException) -> None:
+        now = anyio.current_time()
+        self._retry_at = now + RECONNECT_INTERVAL * self._scale
+        if self._on_unavailable == "raise":
+            raise QuotaUnavailableError(
+                f"The shared quota in Redis at {self._where} is unavailable "
+                f"({type(exc).__name__}), and RedisQuota(on_unavailable='raise') does not "
+                "send without it."
+            ) from None
+        if not self._down:
+            self._down = True
+            logger.warning(
+                "hookapi: Redis at %s is unavailable (%s): pacing from this process's own "
+                "view of the quota until it is back.",
+                self._where,
+                type(exc).__name__,
+                extra={"hookapi_event": "quota_local"},
+            )
+
+    def _use_local(self) -> bool:
+        return self._down and anyio.current_time() < self._retry_at
+
+    async def aclose(self) -> None:
+        """Finish the updates still on their way to Redis, and close the client it made.
+
+        A client passed in stays open (it is its owner's). Calling it again does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - only reachable outside any loop
+            return
+        here = self._loops.pop(loop, None)
+        if here is None:
+            return
+        for hook in here.hooks.values():
+            await hook.flush()
+        if self._given is None:
+            await here.client.aclose()
+
+    async def __aenter__(self) -> RedisQuota:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _running_trio() -> bool:
+    trio = sys.modules.get("trio")  # not imported: not running either
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _PerLoop:
+    """What a store keeps per event loop: its Redis client, loaded scripts and hooks."""
+
+    __slots__ = ("client", "hooks", "scripts")
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self.scripts: dict[str, AsyncScript] = {}
+        self.hooks: dict[HookKey, _RedisHook] = {}
+
+
+class _Unavailable(Exception):
+    """Redis could not answer; the caller falls back to the local view."""
+
+
+class _Shared:
+    """A reservation booked in Redis, and its shadow in the local view."""
+
+    __slots__ = ("before", "name", "seq", "shadow", "started")
+
+    def __init__(
+        self, name: str, seq: str, before: str, started: str, shadow: Reservation | None
+    ) -> None:
+        self.name = name
+        self.seq = seq
+        self.before = before
+        self.started = started
+        self.shadow = shadow
+
+
+class _Local:
+    """A reservation booked only in the local view, while Redis was unavailable."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Reservation) -> None:
+        self.inner = inner
+
+
+class _RedisHook:
+    """One hook's quota in Redis, for one process; it implements ``HookQuota``."""
+
+    def __init__(self, store: RedisQuota, key: HookKey, local: HookQuota) -> None:
+        self._store = store
+        digest = hashlib.sha256(key.base_url.rstrip("/").encode()).hexdigest()[:16]
+        base = f"{store._prefix}{{{key.hook_id}}}:{digest}:"
+        self.keys = [base + name for name in KEY_NAMES]
+        # This process's place in the fleet's queue (only its head caller ever asks).
+        self._waiter = uuid.uuid4().hex
+        self._local = local
+        self._scale = store._scale
+        # Refunds and settles on their way to Redis: the caller never waits for them (a shielded
+        # wait could outlast its deadline); the next reservation does.
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<RedisQuota hook keys={self.keys[0][:-5]!r}>"
+
+    async def reserve(self) -> Reservation | NotNow:
+        """Take a slot in Redis, or say when to ask again; the local view when Redis is down."""
+        store = self._store
+        await self.flush()
+        if store._use_local():
+            return await self._reserve_locally()
+        # Used by Redis only if it lost the hook (a restart): then this process's view is
+        # a better start than nothing.
+        seed = holds = ""
+        local_budget = await self._local.budget()
+        if math.isfinite(local_budget):
+            seed = repr(float(local_budget))
+            if local_budget < 1:
+                # Not a booking: with no budget the local view only says when to ask again.
+                ahead = await self._local.reserve()
+                if isinstance(ahead, NotNow):
+                    holds = _number(ahead.retry_in)
+                else:  # a probe the local view would send: not now, it is Redis's turn
+                    await self._local.refund(ahead)
+        scale = self._scale
+        args: list[str | float] = [
+            self._waiter,
+            store._lease,
+            POLL_INTERVAL * scale,
+            QUEUE_GRACE * scale,
+            seed,
+            holds,
+            name := uuid.uuid4().hex,
+        ]
+        try:
+            reply = await store._call("reserve", RESERVE, self.keys, args)
+        except _Unavailable:
+            return await self._reserve_locally()
+        except anyio.get_cancelled_exc_class():
+            # Cancelled after Redis may have booked it: the caller never gets the reservation,
+            # so it goes back (a no-op if it was never booked).
+            self._send("release", RELEASE, [name, "0", "0"])
+            raise
+        if int(reply[0]) == 1:
+            shadow = await self._local.reserve()
+            token = _Shared(
+                name,
+                reply[1].decode(),
+                reply[2].decode(),
+                reply[4].decode(),
+                shadow if isinstance(shadow, Reservation) else None,
+            )
+            return Reservation(probe=reply[3] == b"1", token=token)
+        wait = reply[1].decode()
+        reason = reply[2].decode()
+        if wait == "-1":
+            return NotNow(retry_in=math.inf, reason=reason)
+        if wait == "":
+            return NotNow(retry_in=POLL_INTERVAL * scale, reason=reason)
+        return NotNow(retry_in=float(wait), reason=reason)
+
+    async def _reserve_locally(self) -> Reservation | NotNow:
+        answer = await self._local.reserve()
+        if isinstance(answer, NotNow):
+            if answer.retry_in is None or answer.retry_in > RECONNECT_INTERVAL * self._scale:
+                # Ask again when Redis may be back, not only when the local view says so.
+                return NotNow(retry_in=RECONNECT_INTERVAL * self._scale, reason=answer.reason)
+            return answer
+        return Reservation(probe=answer.probe, token=_Local(answer))
+
+    async def refund(self, reservation: Reservation) -> None:
+        """Give the slot back: the request never reached the network."""
+        token = reservation.token
+        if isinstance(token, _Local):
+            await self._local.refund(token.inner)
+            return
+        assert isinstance(token, _Shared)
+        if token.shadow is not None:
+            await self._local.refund(token.shadow)
+        self._send("release", RELEASE, [token.name, "0", token.started])
+
+    async def settle(self, reservation: Reservation, answer: QuotaAnswer | None) -> None:
+        """Count the request, and learn from the service's answer when there is one."""
+        token = reservation.token
+        if isinstance(token, _Local):
+            await self._local.settle(token.inner, answer)
+            return
+        assert isinstance(token, _Shared)
+        if token.shadow is not None:
+            await self._local.settle(token.shadow, answer)
+        if answer is None:
+            self._send("release", RELEASE, [token.name, "1", token.started])
+            return
+        limit = answer.rate_limit or RateLimit()
+        args: list[str | float] = [
+            token.seq,
+            token.before,
+            "1" if answer.refused else "0",
+            _number(answer.retry_after),
+            _number(limit.per_hour),
+            _number(limit.per_day),
+            _number(limit.remaining),
+            token.started,
+            token.name,
+        ]
+        self._send("settle", SETTLE, args)
+
+    def _send(self, name: str, text: str, args: list[str | float]) -> None:
+        task = asyncio.get_running_loop().create_task(self._end(name, text, args))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _end(self, name: str, text: str, args: list[str | float]) -> None:
+        # Never raises: the request has been decided already, and an error here could make
+        # a caller send again a message that was posted. A lost update expires with its lease.
+        with contextlib.suppress(_Unavailable, QuotaUnavailableError):
+            await self._store._call(name, text, self.keys, args)
+
+    async def flush(self) -> None:
+        """Wait until every refund and settle of this process has reached Redis (or failed)."""
+        while self._pending:
+            await asyncio.wait(set(self._pending))
+
+    async def budget(self) -> float:
+        """Requests that may start now, by Redis's count (the local view's while it is down)."""
+        await self.flush()
+        if self._store._use_local():
+            return await self._local.budget()
+        try:
+            reply = await self._store._call("budget", BUDGET, self.keys, [])
+        except (_Unavailable, QuotaUnavailableError):
+            return await self._local.budget()
+        return float(reply)
