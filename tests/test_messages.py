@@ -1,4 +1,4 @@
-"""Error messages say what the user did, in the user's terms (issue 13's table, row by row)."""
+"""Error messages say what the user did, in the user's terms: one test for each wording."""
 
 from __future__ import annotations
 
