@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
 
 __all__ = ["VirtualTimeEventLoop"]
+
+_T = TypeVar("_T")
 
 
 class _VirtualTimeSelector(selectors.BaseSelector):
@@ -35,8 +37,9 @@ class _VirtualTimeSelector(selectors.BaseSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = self._real.select(0)
-        if ready or timeout is None or timeout <= 0:
-            # Only I/O can wake a loop with no timer: wait for it for real.
+        if ready or timeout is None or timeout <= 0 or self._loop.in_threads:
+            # Only I/O, or a thread the loop waits for (a name lookup, the executor's
+            # shutdown), can wake it: wait for real rather than jump past them.
             return ready or self._real.select(timeout)
         self._loop.advance(timeout)
         return []
@@ -53,7 +56,9 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
 
     The asyncio counterpart of ``trio.testing.MockClock(autojump_threshold=0)``: a test that
     waits out an hour of quota finishes in milliseconds. The clock starts at 0. Use it for
-    in-process tests only: a loop waiting on a real socket would jump past its timeouts.
+    in-process tests only: a loop waiting on a real socket would jump past its timeouts. Work
+    the loop hands to a thread (``run_in_executor``, a name lookup, the executor's shutdown)
+    stops the clock until it is done.
 
     Example:
         In a ``conftest.py``, to run anyio tests on it::
@@ -72,7 +77,41 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
 
     def __init__(self) -> None:
         self._virtual_now = 0.0
+        self._in_threads = 0
         super().__init__(_VirtualTimeSelector(self))
+
+    @property
+    def in_threads(self) -> int:
+        """Calls the loop waits for in other threads: while any runs, the clock stands still."""
+        return self._in_threads
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., _T], *args: Any
+    ) -> asyncio.Future[_T]:
+        """As asyncio's, but the clock does not jump while ``func`` runs in its thread.
+
+        A thread's work takes real time (a name lookup does): jumping to the next timer while
+        it runs would fire timeouts that real time would not have reached.
+        """
+        future = super().run_in_executor(executor, func, *args)
+        self._in_threads += 1
+        future.add_done_callback(self._thread_done)
+        return future
+
+    def _thread_done(self, _: object) -> None:
+        self._in_threads -= 1
+
+    async def shutdown_default_executor(self, *args: Any) -> None:
+        """As asyncio's, with the clock standing still while the executor's threads end.
+
+        Python 3.12 and later give up on them after 300 s of the loop's clock, with a warning:
+        a virtual clock would get there at once.
+        """
+        self._in_threads += 1
+        try:
+            await super().shutdown_default_executor(*args)
+        finally:
+            self._in_threads -= 1
 
     def time(self) -> float:
         """The virtual time, in seconds since the loop was made."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import selectors
 import socket
 import subprocess
@@ -235,3 +236,36 @@ def test_the_virtual_time_loop_jumps_over_sleeps_and_still_does_io() -> None:
         left.close()
         right.close()
         loop.close()
+
+
+def test_the_virtual_clock_stands_still_while_the_loop_waits_for_a_thread() -> None:
+    # A name lookup (getaddrinfo) runs in the loop's executor. Were the clock to jump to the
+    # next timer while it ran, a connect timeout would fire that real time never reached.
+    released = threading.Event()
+
+    async def main() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeEventLoop)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(anyio.sleep, 300)  # a timer the clock could jump to
+            threading.Timer(0.05, released.set).start()
+            await loop.run_in_executor(None, released.wait, 5)
+            during = anyio.current_time()
+            in_threads = loop.in_threads
+            tasks.cancel_scope.cancel()
+        return during, in_threads
+
+    during, in_threads = anyio.run(main, backend_options={"loop_factory": VirtualTimeEventLoop})
+    assert during < 300
+    assert in_threads == 0
+
+
+def test_the_executor_shuts_down_without_the_clock_running_out() -> None:
+    # asyncio.run waits up to 300 s of the loop's clock for the executor's threads (3.12+),
+    # then warns; with warnings as errors, that warning would fail this test.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sum, [1, 2])
+        await anyio.sleep(3600)
+
+    anyio.run(main, backend_options={"loop_factory": VirtualTimeEventLoop})
