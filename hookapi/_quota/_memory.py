@@ -59,6 +59,7 @@ class _Ring:
     __slots__ = (
         "_counts",
         "_delays",
+        "_fixed",
         "_last",
         "_max_size",
         "_newest",
@@ -85,8 +86,10 @@ class _Ring:
         self._size = 0
         self._counts = _NO_COUNTS
         self._last = _NO_LAST
+        # A ring of that size from the start that never gives it back (tests compare the
+        # growing ring against the largest one).
+        self._fixed = _initial is not None
         if _initial is not None:
-            # A ring of that size from the start (tests compare against the largest one).
             self._resize(min(_initial, self._max_size), 0, -1)
 
     def index(self, t: float) -> int:
@@ -185,7 +188,7 @@ class _Ring:
             self._ptr[k] = i
         else:
             self._ptr[k] = None
-            if self._oldest() is None:
+            if not self._fixed and self._oldest() is None:
                 # Every bucket has left every window: give the slots back.
                 self._size, self._counts, self._last = 0, _NO_COUNTS, _NO_LAST
         return credited
@@ -217,7 +220,10 @@ class _Ring:
 
     def clear(self) -> None:
         """Forget every event (and give the slots back)."""
-        self._size, self._counts, self._last = 0, _NO_COUNTS, _NO_LAST
+        if self._fixed:
+            self._resize(self._size, 0, -1)
+        else:
+            self._size, self._counts, self._last = 0, _NO_COUNTS, _NO_LAST
         self._ptr = [None] * len(self._ptr)
         self._newest = -1
         self.totals = [0] * len(self.totals)
