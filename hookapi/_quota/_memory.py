@@ -33,6 +33,13 @@ _UNCONFIRMED_WIDTH: Final = 60.0
 _STEPS: Final = 65535
 
 
+#: A ring starts with this many slots at its first event, and doubles as the span grows.
+_FIRST_SIZE: Final = 16
+#: What a ring holds before its first event: nothing (shared, never written).
+_NO_COUNTS: Final = array("i")
+_NO_LAST: Final = array("H")
+
+
 class _Ring:
     """Counts of events in buckets of ``width`` seconds, with a running total per window.
 
@@ -40,25 +47,93 @@ class _Ring:
     latest event happened, rounded *up* to 1/65,535 of the bucket, and the whole bucket leaves
     window ``k`` at that moment plus ``windows[k]`` plus ``margin``: never before any of its
     events may leave the service's window, and at most a fraction of a millisecond after the
-    last one does. The ring holds the longest window's buckets only, so its size is fixed
-    whatever the rate: ``6 * (longest / width + 3)`` bytes.
+    last one does. The ring holds the live buckets only, from the oldest still in some window
+    to the newest: it takes nothing until the first event, then 16 slots, and doubles as that
+    span grows, up to ``longest / width + 3`` slots (``6`` bytes each) when events span the
+    longest window. When every bucket has left every window it gives its slots back.
+
+    The caller expires the longest window before each :meth:`add` (as :class:`HookState`
+    does), so the live buckets never span more slots than the largest ring has.
     """
 
-    __slots__ = ("_counts", "_delays", "_last", "_newest", "_ptr", "_size", "_width", "totals")
+    __slots__ = (
+        "_counts",
+        "_delays",
+        "_fixed",
+        "_last",
+        "_max_size",
+        "_newest",
+        "_ptr",
+        "_size",
+        "_width",
+        "totals",
+    )
 
-    def __init__(self, width: float, windows: tuple[float, ...], margin: float) -> None:
+    def __init__(
+        self,
+        width: float,
+        windows: tuple[float, ...],
+        margin: float,
+        *,
+        _initial: int | None = None,
+    ) -> None:
         self._width = width
         self._delays = [window + margin for window in windows]
-        self._size = int(max(windows) // width) + int(margin // width) + 3
-        self._counts = array("i", bytes(4 * self._size))
-        self._last = array("H", bytes(2 * self._size))
+        self._max_size = int(max(windows) // width) + int(margin // width) + 3
         self._ptr: list[int | None] = [None] * len(windows)
         self._newest = -1
         self.totals = [0] * len(windows)
+        self._size = 0
+        self._counts = _NO_COUNTS
+        self._last = _NO_LAST
+        # A ring of that size from the start that never gives it back (tests compare the
+        # growing ring against the largest one).
+        self._fixed = _initial is not None
+        if _initial is not None:
+            self._resize(min(_initial, self._max_size), 0, -1)
 
     def index(self, t: float) -> int:
         """The bucket that holds time ``t``."""
         return math.floor(t / self._width)
+
+    def _oldest(self) -> int | None:
+        """The oldest bucket still in some window (``None`` if none is)."""
+        oldest = None
+        for i in self._ptr:
+            if i is not None and (oldest is None or i < oldest):
+                oldest = i
+        return oldest
+
+    def _resize(self, size: int, oldest: int, newest: int) -> None:
+        """Move buckets ``oldest .. newest`` into a ring of ``size`` slots (zeros elsewhere)."""
+        counts, last, old = self._counts, self._last, self._size
+        new_counts = array("i", bytes(4 * size))
+        new_last = array("H", bytes(2 * size))
+        i = oldest
+        while i <= newest:
+            # At most three runs: where neither ring wraps around, slices copy in one go.
+            src, dst = i % old, i % size
+            run = min(newest + 1 - i, old - src, size - dst)
+            new_counts[dst : dst + run] = counts[src : src + run]
+            new_last[dst : dst + run] = last[src : src + run]
+            i += run
+        self._counts, self._last, self._size = new_counts, new_last, size
+
+    def _reserve(self, i: int) -> None:
+        """Make room for bucket ``i``, keeping every live bucket in its slot."""
+        oldest = self._oldest()
+        # Nothing live: nothing to move.
+        newest = self._newest if oldest is not None else i - 1
+        if oldest is None:
+            oldest = i
+        span = i - oldest + 1
+        size = self._size
+        if span <= size:
+            return
+        size = size or _FIRST_SIZE
+        while size < span and size < self._max_size:
+            size *= 2
+        self._resize(min(size, self._max_size), oldest, newest)
 
     def add(self, t: float) -> None:
         """Count one event at ``t`` (never earlier than the events already counted)."""
@@ -67,6 +142,7 @@ class _Ring:
             i, step = self._newest, _STEPS
         else:
             step = min(_STEPS, math.ceil((t / self._width - i) * _STEPS + 1e-6))
+        self._reserve(i)
         slot = i % self._size
         self._counts[slot] += 1
         self._last[slot] = max(self._last[slot], step)
@@ -108,7 +184,13 @@ class _Ring:
                 self._last[i % size] = 0
             i += 1
         self.totals[k] -= dropped
-        self._ptr[k] = i if i <= newest else None
+        if i <= newest:
+            self._ptr[k] = i
+        else:
+            self._ptr[k] = None
+            if not self._fixed and self._oldest() is None:
+                # Every bucket has left every window: give the slots back.
+                self._size, self._counts, self._last = 0, _NO_COUNTS, _NO_LAST
         return credited
 
     def next_release(self, k: int) -> float:
@@ -137,9 +219,11 @@ class _Ring:
         return math.inf
 
     def clear(self) -> None:
-        """Forget every event."""
-        self._counts = array("i", bytes(4 * self._size))
-        self._last = array("H", bytes(2 * self._size))
+        """Forget every event (and give the slots back)."""
+        if self._fixed:
+            self._resize(self._size, 0, -1)
+        else:
+            self._size, self._counts, self._last = 0, _NO_COUNTS, _NO_LAST
         self._ptr = [None] * len(self._ptr)
         self._newest = -1
         self.totals = [0] * len(self.totals)
@@ -221,7 +305,7 @@ class HookState:
         return self._in_flight
 
     def nbytes(self) -> int:
-        """The memory its counts take, in bytes (fixed, whatever the quota or the rate)."""
+        """The memory its counts take, in bytes (under 64 KiB, whatever the quota or the rate)."""
         return self._own.nbytes() + self._unconfirmed.nbytes()
 
     def _expire(self, now: float) -> None:
@@ -468,7 +552,8 @@ class MemoryQuota:
 
     One state per hook and event loop (times come from the loop's clock, so a state never
     crosses loops), held weakly: a hook's state lives as long as some client uses it. Its
-    size is fixed, about 43 KiB, whatever the quota or the rate.
+    counts take a few hundred bytes after a first request and grow with the time its live
+    requests span, to about 42 KiB at most (a day's), whatever the quota or the rate.
 
     Args:
         policy: How to probe a quota whose return cannot be seen; default ``QuotaPolicy()``.
