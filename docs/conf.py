@@ -38,6 +38,8 @@ nitpick_ignore_regex = [
         "py:class",
         r"(httpx|redis|collections\.abc|contextlib|enum|asyncio|ssl|os|starlette|fastapi)\..*",
     ),
+    ("py:class", r"_asyncio\..*"),  # asyncio's C classes, as their annotations name them
     ("py:class", r"hookapi\.fastapi\._App"),
+    ("py:class", r"hookapi\.testing\._loop\._T"),
     ("py:exc", r"httpx\..*"),
 ]

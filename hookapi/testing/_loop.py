@@ -82,7 +82,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
 
     @property
     def in_threads(self) -> int:
-        """Calls the loop waits for in other threads: while any runs, the clock stands still."""
+        """How many calls the loop waits for in other threads; while any runs, time stands still."""
         return self._in_threads
 
     def run_in_executor(  # type: ignore[override]
