@@ -118,9 +118,11 @@ async def test_reopening_a_closed_client_mentions_no_message(secret: str) -> Non
     assert str(caught.value) == "This AsyncHookClient is closed and cannot be reopened."
 
 
-async def test_a_transport_error_ends_in_one_full_stop(secret: str) -> None:
+async def connect_error_text(secret: str, text: str) -> str:
+    """What a post says when the transport fails to connect with ``ConnectError(text)``."""
+
     def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("All connection attempts failed.", request=request)
+        raise httpx.ConnectError(text, request=request)
 
     client = AsyncHookClient(
         hook_id=HOOK_ID,
@@ -131,26 +133,19 @@ async def test_a_transport_error_ends_in_one_full_stop(secret: str) -> None:
     )
     with pytest.raises(APIConnectionError) as caught:
         await client.post_message("hi")
-    text = str(caught.value)
+    return str(caught.value)
+
+
+async def test_a_transport_error_ends_in_one_full_stop(secret: str) -> None:
+    text = await connect_error_text(secret, "All connection attempts failed.")
     # Nothing was sent, so no attempt is counted; the transport's own full stop is not doubled.
     assert text.endswith("ConnectError: All connection attempts failed. The message was not sent.")
     assert ".." not in text
 
 
 async def test_a_transport_error_without_text_names_its_type(secret: str) -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("", request=request)
-
-    client = AsyncHookClient(
-        hook_id=HOOK_ID,
-        secret=secret,
-        base_url=BASE,
-        retry=RetryPolicy.disabled(),
-        transport=httpx.MockTransport(refuse),
-    )
-    with pytest.raises(APIConnectionError) as caught:
-        await client.post_message("hi")
-    assert "failed before it was sent: ConnectError: ConnectError. The message" in str(caught.value)
+    text = await connect_error_text(secret, "")
+    assert "failed before it was sent: ConnectError: ConnectError. The message" in text
 
 
 def test_an_emulator_hook_url_needs_no_quotes_stripped() -> None:
