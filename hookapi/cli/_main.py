@@ -141,6 +141,21 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="allow plain http:// to a host that is not loopback (the secret travels in clear)",
     )
     send.add_argument(
+        "--cacert",
+        metavar="PATH",
+        help="trust the CA certificates in PATH (a PEM file, or a directory of hashed ones), "
+        "as a network that inspects TLS needs (default: SSL_CERT_FILE or SSL_CERT_DIR if set, "
+        "else certifi's roots)",
+    )
+    send.add_argument(
+        "--cert",
+        metavar="PATH",
+        help="present the client certificate in PATH (PEM, with its key unless --cert-key)",
+    )
+    send.add_argument(
+        "--cert-key", metavar="PATH", help="the private key of --cert, if in its own file"
+    )
+    send.add_argument(
         "-v", "--verbose", action="store_true", help="log retries and quota waits to stderr"
     )
 

@@ -339,6 +339,8 @@ def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | 
         )
     if (args.message is None) == (not args.stdin):
         raise CommandError("give either MESSAGE or --stdin.", ExitCode.USAGE)
+    if args.cert_key is not None and args.cert is None:
+        raise CommandError("--cert-key needs --cert.", ExitCode.USAGE)
     url = read_hook_url(args.url_file)
     skipped = 0
     if args.message == "-":
@@ -368,13 +370,19 @@ def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | 
     return _report(args, run, interrupted=signum is not None, skipped=skipped)
 
 
+def _pool(args: argparse.Namespace) -> ConnectionPool:
+    """The connection pool with the TLS settings of ``--cacert``, ``--cert`` and ``--cert-key``."""
+    cert = args.cert if args.cert_key is None else (args.cert, args.cert_key)
+    return ConnectionPool(verify=args.cacert or True, cert=cert)
+
+
 async def _send(
     args: argparse.Namespace,
     url: str,
     sender: _Sender,
     transport: httpx.AsyncBaseTransport | None,
 ) -> int | None:
-    tracker = _Tracker(transport or ConnectionPool(), own=transport is None)
+    tracker = _Tracker(transport or _pool(args), own=transport is None)
     try:
         client = AsyncHookClient.from_url(
             url,
