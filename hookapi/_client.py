@@ -481,16 +481,22 @@ class AsyncHookClient:
         raise self._connection_error(failure) from _safe_cause(failure, self._secret)
 
     def _local_refusal(self, wait: float | None, *, waited: bool = False) -> RateLimitError:
+        # The wait is the client's own count: the service names no reset time, so a fixed
+        # window may restart sooner. Say "up to", once; the error's tail says it was not sent.
         if wait is not None and math.isinf(wait):
             why = "the service allows no requests at all (a quota of 0)"
         elif waited or wait is None:
-            known = "" if wait is None else f" (at least {wait:.1f} s more)"
-            why = f"its deadline ended while it waited for the hook's quota{known}"
+            why = "its deadline ended while it waited for the hook's quota"
+            if wait is not None:
+                why += f" (up to {math.ceil(wait)} s more by the client's count)"
         else:
-            why = f"the hook's known quota cannot come back for at least {wait:.1f} s"
-            why += ", past this call's deadline"
+            why = (
+                f"the hook's quota is used up for up to {math.ceil(wait)} s more by the "
+                "client's count (the service does not say when its window restarts), past "
+                "this call's deadline"
+            )
         error = RateLimitError(
-            f"POST {self._url_text} was not sent: {why}.",
+            f"POST {self._url_text} was held back by the client: {why}.",
             url=self._url_text,
             status_code=429,
             retry_after=None if wait is None or math.isinf(wait) else wait,

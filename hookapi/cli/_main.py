@@ -66,6 +66,13 @@ def _seconds(text: str, *, allow_zero: bool) -> float:
     return value
 
 
+def _deadline(text: str) -> float:
+    # "inf" as the API takes math.inf: wait as long as the quota needs.
+    if text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    return _seconds(text, allow_zero=False)
+
+
 def _positive_seconds(text: str) -> float:
     return _seconds(text, allow_zero=False)
 
@@ -123,10 +130,11 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     send.add_argument(
         "--deadline",
-        type=_positive_seconds,
+        type=_deadline,
         default=60.0,
         metavar="SECONDS",
-        help="seconds one message may take, quota waits and retries included (default: 60)",
+        help="seconds one message may take, quota waits and retries included; inf waits as "
+        "long as the quota needs (default: 60)",
     )
     send.add_argument(
         "--max-attempts",
