@@ -293,6 +293,7 @@ def test_bad_tls_settings_are_refused_with_what_was_wrong(
     )
     assert f"verify {str(missing)!r} is not a file or a directory" in _refusal(verify=missing)
     assert "holds no usable CA certificate" in _refusal(verify=pki.client_key)
+    assert "verify must be a non-empty str path" in _refusal(verify="")
     assert "cannot be read" in _refusal(cert=missing)
     assert "is not a PEM certificate with its private key" in _refusal(cert=pki.client_cert)
     text = _refusal(cert=(pki.client_cert, encrypted_key))
