@@ -30,6 +30,7 @@ from ._exceptions import (
     ServiceUnavailableError,
     WrongEventLoopError,
 )
+from ._http import InsecureTLSWarning
 from ._quota import MemoryQuota, QuotaPolicy, QuotaStore, RateLimit
 from ._redis import RedisQuota
 from ._retry import RetryPolicy
@@ -69,6 +70,7 @@ __all__ = [
     "Delivery",
     "HookAPIError",
     "HookClient",
+    "InsecureTLSWarning",
     "InternalServerError",
     "InvalidInputError",
     "MemoryQuota",

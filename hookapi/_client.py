@@ -40,6 +40,7 @@ from ._http import (
     environment_proxy,
     loop_mismatch,
     proxy_transport,
+    tls_context,
 )
 from ._quota import (
     HookKey,
@@ -56,6 +57,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from ._http import CertTypes, VerifyTypes
 
 __all__ = ["AsyncHookClient", "ClientOptions", "PostResult"]
 
@@ -101,6 +104,8 @@ class ClientOptions(TypedDict, total=False):
     user_agent: str | None
     proxy: str | httpx.URL | None
     trust_env: bool
+    verify: VerifyTypes
+    cert: CertTypes | None
     quota: QuotaStore | None
 
 
@@ -126,7 +131,17 @@ class AsyncHookClient:
         proxy: An ``http://`` or ``https://`` proxy to send through (a CONNECT tunnel for
             https); default: the environment's when ``trust_env``.
         trust_env: Honour ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``
-            (as httpx does) when neither ``proxy`` nor ``transport`` is given.
+            when neither ``proxy`` nor ``transport`` is given, and ``SSL_CERT_FILE`` /
+            ``SSL_CERT_DIR`` when ``verify`` is True (as httpx does).
+        verify: How the service's TLS certificate is verified: True (certifi's roots, or the
+            environment's ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), a CA bundle path (a file, or
+            a directory of hashed certificates: a network that inspects TLS with its own CA),
+            an ``ssl.SSLContext`` used as it is, or False: no verification, which warns
+            (:class:`~hookapi.InsecureTLSWarning` and a WARNING log), since whoever can read
+            the traffic can read the secret.
+        cert: A client certificate to present (a service or gateway that requires one): a
+            PEM file with the certificate and its key, or a ``(certificate, key)`` pair of
+            paths. An encrypted key: load it into an ``ssl.SSLContext`` and pass ``verify=``.
         allow_insecure_http: Allow plain ``http://`` to a host that is not loopback.
         max_connections: Connections the default transport may open.
         user_agent: Sent as ``User-Agent``; default ``hookapi/<version>``.
@@ -157,6 +172,8 @@ class AsyncHookClient:
         user_agent: str | None = None,
         proxy: str | httpx.URL | None = None,
         trust_env: bool = True,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
         quota: QuotaStore | None = None,
     ) -> None:
         try:
@@ -179,6 +196,11 @@ class AsyncHookClient:
             )
         if proxy is not None and transport is not None:
             raise InvalidInputError("Pass proxy or transport, not both: a transport has its own.")
+        if transport is not None and (verify is not True or cert is not None):
+            raise InvalidInputError(
+                "Pass verify/cert or transport, not both: a transport has its own TLS settings "
+                "(ConnectionPool(verify=..., cert=...))."
+            )
         proxy_url = None if proxy is None else check_proxy(proxy)
         if quota is not None and not isinstance(quota, QuotaStore):
             raise InvalidInputError(f"quota must be a QuotaStore, not {type(quota).__name__}.")
@@ -194,8 +216,13 @@ class AsyncHookClient:
             from ._http import ConnectionPool  # noqa: PLC0415
 
             # Made here, outside any event loop: loading the CA roots is blocking file I/O.
+            # Non-default settings are checked (and verify=False warns) even for http://.
             https = self._base_url.scheme == "https"
-            context = httpx.create_ssl_context() if https else None
+            context = (
+                tls_context(verify=verify, cert=cert, trust_env=trust_env)
+                if https or verify is not True or cert is not None
+                else None
+            )
             if proxy_url is None and trust_env:
                 from_env = environment_proxy(self._base_url)
                 proxy_url = None if from_env is None else check_proxy(from_env)
@@ -204,7 +231,11 @@ class AsyncHookClient:
                     proxy_url, ssl_context=context, max_connections=max_connections
                 )
             else:
-                transport = ConnectionPool(max_connections=max_connections, ssl_context=context)
+                transport = ConnectionPool(
+                    max_connections=max_connections,
+                    verify=True if context is None else context,
+                    trust_env=trust_env,
+                )
         self._quota = quota if quota is not None else default_store()
         key = HookKey(base_url=str(self._base_url).rstrip("/"), hook_id=self._hook_id)
         self._transport = RateLimitTransport(
@@ -450,16 +481,22 @@ class AsyncHookClient:
         raise self._connection_error(failure) from _safe_cause(failure, self._secret)
 
     def _local_refusal(self, wait: float | None, *, waited: bool = False) -> RateLimitError:
+        # The wait is the client's own count: the service names no reset time, so a fixed
+        # window may restart sooner. Say "up to", once; the error's tail says it was not sent.
         if wait is not None and math.isinf(wait):
             why = "the service allows no requests at all (a quota of 0)"
         elif waited or wait is None:
-            known = "" if wait is None else f" (at least {wait:.1f} s more)"
-            why = f"its deadline ended while it waited for the hook's quota{known}"
+            why = "its deadline ended while it waited for the hook's quota"
+            if wait is not None:
+                why += f" (up to {math.ceil(wait)} s more by the client's count)"
         else:
-            why = f"the hook's known quota cannot come back for at least {wait:.1f} s"
-            why += ", past this call's deadline"
+            why = (
+                f"the hook's quota is used up for up to {math.ceil(wait)} s more by the "
+                "client's count (the service does not say when its window restarts), past "
+                "this call's deadline"
+            )
         error = RateLimitError(
-            f"POST {self._url_text} was not sent: {why}.",
+            f"POST {self._url_text} was held back by the client: {why}.",
             url=self._url_text,
             status_code=429,
             retry_after=None if wait is None or math.isinf(wait) else wait,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import httpx
@@ -11,11 +12,15 @@ from hookapi import (
     APIConnectionError,
     AsyncHookClient,
     ClientClosedError,
+    Delivery,
     HookClient,
     InvalidInputError,
+    RateLimitError,
     RetryPolicy,
 )
+from hookapi.cli._common import explain
 from hookapi.emulator import Emulator
+from hookapi.testing import make_client
 
 from .conftest import BASE, HOOK_ID
 
@@ -153,3 +158,40 @@ def test_an_emulator_hook_url_needs_no_quotes_stripped() -> None:
     emulator = Emulator()
     client = AsyncHookClient.from_url(emulator.create_hook().url, transport=emulator.transport())
     assert client.hook_id
+
+
+async def test_a_local_refusal_says_up_to_once_and_not_sent_once() -> None:
+    emulator = Emulator(per_hour=2, per_day=100)
+    hook = emulator.create_hook("Ops")
+    async with make_client(emulator, hook) as client:
+        for text in ("one", "two"):
+            await client.post_message(text)
+        with pytest.raises(RateLimitError) as caught:
+            await client.post_message("three", deadline=5)
+    error = caught.value
+    assert error.local
+    assert error.retry_after is not None
+    text = str(error)
+    # The client's count is an upper bound: the service names no reset time.
+    assert f"used up for up to {math.ceil(error.retry_after)} s more by the client's count" in text
+    assert "at least" not in text
+    assert text.count("not sent") == 1
+    assert text.endswith("past this call's deadline. The message was not sent.")
+
+
+def test_the_command_line_names_its_option_in_a_local_refusal() -> None:
+    error = RateLimitError(
+        "POST u was held back by the client: the hook's quota is used up for up to 3601 s more "
+        "by the client's count (the service does not say when its window restarts), past this "
+        "call's deadline.",
+        url="u",
+        status_code=429,
+        retry_after=3600.5,
+        delivery=Delivery.NOT_SENT,
+    )
+    error.local = True
+    text = explain(error)
+    assert "past --deadline." in text
+    assert text.endswith("The message was not sent. Pass --deadline inf to wait for the quota.")
+    error.local = False
+    assert explain(error) == str(error)

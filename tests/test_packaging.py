@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 import tomllib
 from pathlib import Path
 
@@ -33,3 +34,29 @@ def test_the_classifiers_list_exactly_the_tested_pythons() -> None:
     assert claimed == sorted(_tested_pythons())
     lowest = min(_tested_pythons(), key=lambda v: tuple(map(int, v.split("."))))
     assert project["requires-python"] == f">={lowest}"
+
+
+def _distribution(requirement: str) -> str:
+    name = requirement.split(";", maxsplit=1)[0]
+    for stop in "<>=!~[ ":
+        name = name.split(stop)[0]
+    return name.strip().lower().replace("_", "-")
+
+
+def test_the_fastapi_extra_installs_what_its_testing_recipe_imports() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    provided = {_distribution(r) for r in project["dependencies"]}
+    provided |= {_distribution(r) for r in project["optional-dependencies"]["fastapi"]}
+    # Starlette's TestClient runs on httpx2; on httpx alone it warns StarletteDeprecationWarning.
+    assert "httpx2" in provided
+    recipe = ROOT / "docs" / "examples"
+    imported: set[str] = set()
+    for name in ("fastapi_app.py", "test_fastapi_app.py"):
+        for node in ast.walk(ast.parse((recipe / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+    local = {"__future__", "hookapi", "fastapi_app", "pytest", "pydantic"}  # pydantic: fastapi's
+    third_party = {m for m in imported - local if m not in sys.stdlib_module_names}
+    assert {m.replace("_", "-") for m in third_party} <= provided

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ._loop import current_loop, loop_mismatch
 from ._proxy import environment_proxy, proxy_transport
+from ._tls import CertTypes, InsecureTLSWarning, VerifyTypes, tls_context
 from ._transport import (
     DEADLINE_EXTENSION,
     QUOTA_WAIT_EXTENSION,
@@ -30,13 +31,17 @@ __all__ = [
     "RATE_LIMIT_EXTENSION",
     "SENDING_EXTENSION",
     "WRITE_EXTENSION",
+    "CertTypes",
     "ConnectionPool",
+    "InsecureTLSWarning",
     "RateLimitTransport",
+    "VerifyTypes",
     "current_loop",
     "delivery_of",
     "environment_proxy",
     "loop_mismatch",
     "proxy_transport",
+    "tls_context",
 ]
 
 

@@ -23,8 +23,9 @@ import anyio
 import httpcore
 import httpx
 
-from .._exceptions import InvalidInputError, WrongEventLoopError
+from .._exceptions import InvalidInputError, WrongEventLoopError, builds
 from ._loop import current_loop, loop_mismatch
+from ._tls import tls_context
 from ._transport import WRITE_EXTENSION
 
 try:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     import ssl
 
     from ._h1 import H1Connection, Origin
+    from ._tls import CertTypes, VerifyTypes
 
 __all__ = ["LLHTTP", "ConnectionPool"]
 
@@ -72,6 +74,15 @@ _POOL_TIMEOUT = "No connection came free within the pool timeout."
 _Key = tuple[bytes, bytes, int]
 
 
+def _text_of(exc: BaseException) -> str:
+    # On trio a failed TLS handshake is an empty error caused by an empty one caused by the
+    # ssl error ("certificate verify failed"): that last text is what the user needs to read.
+    seen: BaseException | None = exc
+    while seen is not None and not str(seen):
+        seen = seen.__cause__
+    return str(seen or "")
+
+
 @contextlib.contextmanager
 def _as_httpx_errors() -> Iterator[None]:
     try:
@@ -81,7 +92,7 @@ def _as_httpx_errors() -> Iterator[None]:
     except Exception as exc:
         for source, target in _ERRORS:
             if isinstance(exc, source):
-                raise target(str(exc)) from exc
+                raise target(_text_of(exc)) from exc
         raise
 
 
@@ -271,22 +282,32 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         max_connections_per_host: Connections in use at once to one origin (scheme, host,
             port); default: no limit beyond ``max_connections``.
         keepalive_expiry: Seconds an idle connection is kept for reuse.
-        ssl_context: For https; default: httpx's (certifi's roots), made on first use.
+        verify: How https servers are verified: True (certifi's roots, or the environment's
+            ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when ``trust_env``), a CA bundle path (a
+            file, or a directory of hashed certificates), an ``ssl.SSLContext`` used as it
+            is, or False: no verification, with an :class:`~hookapi.InsecureTLSWarning`.
+        cert: A client certificate to present: a PEM file with the certificate and its
+            key, or a ``(certificate, key)`` pair of paths.
+        trust_env: Honour ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` when ``verify`` is True.
 
     Raises:
-        InvalidInputError: A limit that is not a positive int.
+        InvalidInputError: A limit that is not a positive int, or TLS settings that cannot be
+            used (a missing CA bundle, an encrypted key, ...).
     """
 
     #: It calls the ``hookapi.on_write`` request extension before writing.
     hookapi_on_write = True
 
+    @builds
     def __init__(
         self,
         *,
         max_connections: int = 32,
         max_connections_per_host: int | None = None,
         keepalive_expiry: float = 5.0,
-        ssl_context: ssl.SSLContext | None = None,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
     ) -> None:
         self._max = _check_limit("max_connections", max_connections)
         self._per_host = (
@@ -295,7 +316,13 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             else _check_limit("max_connections_per_host", max_connections_per_host)
         )
         self._expiry = keepalive_expiry
-        self._ssl = ssl_context
+        self._trust_env = trust_env
+        # Anything but the default is made now: a bad path fails here, not at the first post.
+        self._ssl = (
+            None
+            if verify is True and cert is None
+            else tls_context(verify=verify, cert=cert, trust_env=trust_env)
+        )
         self._alpn_set = False
         self._closed = False
         self._loop: object | None = None  # the event loop of the first request
@@ -341,7 +368,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = httpx.create_ssl_context()
+            self._ssl = tls_context(trust_env=self._trust_env)
         return self._ssl
 
     # The asyncio path: hookapi's own connections, no awaiting beyond the network's.

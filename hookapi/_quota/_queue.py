@@ -64,6 +64,8 @@ class QuotaGate:
         self._queue: deque[_Waiter] = deque()
         # When the head will ask the store again (None: when an answer comes).
         self._next_try_at: float | None = None
+        # Times the head was refused for the quota: a waiter that saw it grow waited for it.
+        self._refusals = 0
 
     def __repr__(self) -> str:
         return f"<QuotaGate {self._label} waiting={len(self._queue)}>"
@@ -103,6 +105,11 @@ class QuotaGate:
 
     async def _wait(self, waiter: _Waiter, answer: NotNow | None, deadline: float) -> Reservation:
         queue = self._queue
+        # Every call held back for the quota logs its wait (one record at least), not only
+        # the head of the queue: ahead of the wait when the quota is known to be used up,
+        # else once its turn comes, if the quota refused the calls ahead of it meanwhile.
+        logged = False
+        entered, refusals = anyio.current_time(), self._refusals
         try:
             while True:
                 now = anyio.current_time()
@@ -111,6 +118,8 @@ class QuotaGate:
                         self._changed = False
                         reply = await self.quota.reserve()
                         if isinstance(reply, Reservation):
+                            if not logged and self._refusals != refusals:
+                                self._log_waited(anyio.current_time() - entered)
                             return reply
                         answer = reply
                         now = anyio.current_time()
@@ -122,13 +131,18 @@ class QuotaGate:
                     else:
                         wake_at = now + retry_in
                         self._next_try_at = wake_at
+                        self._refusals += 1
                         if wake_at > deadline:
                             raise QuotaWaitTooLong(retry_in)
                         self._log(retry_in, answer.reason)
+                        logged = True
                     answer = None
                 else:
                     if self._next_try_at is not None and self._next_try_at > deadline:
                         raise QuotaWaitTooLong(self._next_try_at - now)
+                    if not logged and self._next_try_at is not None:
+                        logged = True
+                        self._log(self._next_try_at - now, "behind earlier calls")
                     wake_at = deadline
                 if now >= deadline:
                     raise QuotaWaitTooLong(self.estimate())
@@ -148,6 +162,14 @@ class QuotaGate:
             delay,
             reason,
             extra={"hookapi_event": "throttle", "hookapi_delay": delay},
+        )
+
+    def _log_waited(self, waited: float) -> None:
+        logger.info(
+            "hookapi: throttling %s: waited %.3f s behind earlier calls for the quota",
+            self._label,
+            waited,
+            extra={"hookapi_event": "throttle", "hookapi_delay": waited},
         )
 
     def _log_probe_wait(self, reason: str) -> None:

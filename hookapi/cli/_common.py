@@ -94,6 +94,10 @@ def explain(error: HookAPIError) -> str:
             "the secret would cross the network in clear. Use https, or pass "
             "--allow-insecure-http if you really mean it."
         )
+    if isinstance(error, RateLimitError) and error.local and error.retry_after is not None:
+        # The library's words ("this call's deadline") in the command's: its option.
+        text = str(error).replace("this call's deadline", "--deadline")
+        return f"{text} Pass --deadline inf to wait for the quota."
     return str(error)
 
 

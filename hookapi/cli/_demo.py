@@ -34,7 +34,7 @@ from ._stage import BackgroundServer, ScaledClock, ScaledTimeLoop
 if TYPE_CHECKING:
     from ..emulator._app import ASGIApp, Receive, Scope, Send
 
-__all__ = ["find_problems", "run_demo"]
+__all__ = ["find_problems", "per_hour_text", "run_demo"]
 
 HOUR = 3600.0
 #: The faults scripted into a run: (share of the messages delivered, status, times, Retry-After).
@@ -100,6 +100,29 @@ class _Burst:
     @property
     def done(self) -> int:
         return len(self.results) + len(self.failures)
+
+
+#: Quota hours listed one by one in the summary; a longer run is summarised instead.
+MAX_HOURS_SHOWN = 24
+
+
+def per_hour_text(hours: Mapping[int, int]) -> str:
+    """Messages posted in each quota hour (hour number -> count), in a bounded line.
+
+    A very fast clock spreads a burst over thousands of hours, nearly all empty: past
+    :data:`MAX_HOURS_SHOWN` hours the line gives the span and the busiest hour instead.
+    """
+    if not hours:
+        return "none"
+    span = max(hours) + 1
+    if span <= MAX_HOURS_SHOWN:
+        counts = ", ".join(str(hours.get(h, 0)) for h in range(span))
+        return f"{counts} (messages posted in each clock hour)"
+    busy = sum(1 for count in hours.values() if count)
+    return (
+        f"{sum(hours.values())} messages over {span:,} clock hours ({busy:,} with any), "
+        f"at most {max(hours.values())} in one hour"
+    )
 
 
 def _quota_clock(seconds: float) -> str:
@@ -314,7 +337,7 @@ class _Demo:
         quota = self.emulator.quota(self.hook)
         # The quota clock starts at 0 with the demo, so clock hours are the fixed windows.
         hours = Counter(int(m.received_at // HOUR) for m in self.emulator.messages(self.hook))
-        per_hour = ", ".join(str(hours[h]) for h in range(max(hours, default=-1) + 1))
+        per_hour = per_hour_text(hours)
         delivered = f"{len(results)} of {len(burst.texts)}"
         if not problems:
             delivered += ", each exactly once (checked against the emulator's record)"
@@ -338,7 +361,7 @@ class _Demo:
             f"(clock {scale:g}x real time)",
             f"  quota           {args.per_hour} per hour, {args.window} window; "
             f"{quota.used_hour} used in the current hour, {quota.remaining} left",
-            f"  per quota hour  {per_hour or 'none'} (messages posted in each clock hour)",
+            f"  per quota hour  {per_hour}",
         ]
         for text in lines:
             write_line(text)

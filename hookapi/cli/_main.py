@@ -66,6 +66,13 @@ def _seconds(text: str, *, allow_zero: bool) -> float:
     return value
 
 
+def _deadline(text: str) -> float:
+    # "inf" as the API takes math.inf: wait as long as the quota needs.
+    if text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    return _seconds(text, allow_zero=False)
+
+
 def _positive_seconds(text: str) -> float:
     return _seconds(text, allow_zero=False)
 
@@ -123,10 +130,11 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     send.add_argument(
         "--deadline",
-        type=_positive_seconds,
+        type=_deadline,
         default=60.0,
         metavar="SECONDS",
-        help="seconds one message may take, quota waits and retries included (default: 60)",
+        help="seconds one message may take, quota waits and retries included; inf waits as "
+        "long as the quota needs (default: 60)",
     )
     send.add_argument(
         "--max-attempts",
@@ -139,6 +147,21 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--allow-insecure-http",
         action="store_true",
         help="allow plain http:// to a host that is not loopback (the secret travels in clear)",
+    )
+    send.add_argument(
+        "--cacert",
+        metavar="PATH",
+        help="trust the CA certificates in PATH (a PEM file, or a directory of hashed ones), "
+        "as a network that inspects TLS needs (default: SSL_CERT_FILE or SSL_CERT_DIR if set, "
+        "else certifi's roots)",
+    )
+    send.add_argument(
+        "--cert",
+        metavar="PATH",
+        help="present the client certificate in PATH (PEM, with its key unless --cert-key)",
+    )
+    send.add_argument(
+        "--cert-key", metavar="PATH", help="the private key of --cert, if in its own file"
     )
     send.add_argument(
         "-v", "--verbose", action="store_true", help="log retries and quota waits to stderr"

@@ -329,6 +329,23 @@ def _summary(run: _Run) -> str:
     return "; ".join(parts) + "."
 
 
+def _check_utf8(message: str) -> None:
+    """Refuse a MESSAGE argument whose bytes were not UTF-8 (Python keeps them as surrogates)."""
+    try:
+        raw = os.fsencode(message)
+    except UnicodeError:
+        return  # a lone surrogate not from the command line's bytes: the client names it
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        detail = f": byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        raise CommandError(
+            f"MESSAGE is not valid UTF-8 text{detail}. Check the terminal's encoding (a UTF-8 "
+            "locale) or convert the text, for example with iconv.",
+            ExitCode.INVALID_INPUT,
+        ) from None
+
+
 def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | None) -> int:
     """Run ``hookapi send`` with parsed ``args``; return the exit status."""
     if args.message is None and not args.stdin and _is_piped(sys.stdin):
@@ -339,6 +356,10 @@ def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | 
         )
     if (args.message is None) == (not args.stdin):
         raise CommandError("give either MESSAGE or --stdin.", ExitCode.USAGE)
+    if args.cert_key is not None and args.cert is None:
+        raise CommandError("--cert-key needs --cert.", ExitCode.USAGE)
+    if args.message not in (None, "-"):
+        _check_utf8(args.message)
     url = read_hook_url(args.url_file)
     skipped = 0
     if args.message == "-":
@@ -354,9 +375,13 @@ def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | 
     logger = logging.getLogger("hookapi")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    # The outbox is how --stdin works, not something its user drives: what it logs (a pause,
+    # a dead letter, a retry the client logs too) the command reports in its own words.
+    handler.addFilter(lambda record: getattr(record, "hookapi_event", None) != "outbox")
+    handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
     level = logger.level
+    logger.addHandler(handler)
     if args.verbose:
-        logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     try:
         signum = anyio.run(_send, args, url, sender, transport)
@@ -368,13 +393,19 @@ def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | 
     return _report(args, run, interrupted=signum is not None, skipped=skipped)
 
 
+def _pool(args: argparse.Namespace) -> ConnectionPool:
+    """The connection pool with the TLS settings of ``--cacert``, ``--cert`` and ``--cert-key``."""
+    cert = args.cert if args.cert_key is None else (args.cert, args.cert_key)
+    return ConnectionPool(verify=args.cacert or True, cert=cert)
+
+
 async def _send(
     args: argparse.Namespace,
     url: str,
     sender: _Sender,
     transport: httpx.AsyncBaseTransport | None,
 ) -> int | None:
-    tracker = _Tracker(transport or ConnectionPool(), own=transport is None)
+    tracker = _Tracker(transport or _pool(args), own=transport is None)
     try:
         client = AsyncHookClient.from_url(
             url,
@@ -419,7 +450,7 @@ def _report(args: argparse.Namespace, run: _Run, *, interrupted: bool, skipped: 
         return code
     if run.failed is not None:
         where = f"line {run.failed[0]}: " if batch else ""
-        write_line(f"hookapi send: error: {where}{run.failed[1]}", stream=sys.stderr)
+        write_line(f"hookapi send: error: {where}{explain(run.failed[1])}", stream=sys.stderr)
     if code is not ExitCode.OK:
         if batch:
             prefix = "interrupted: " if interrupted else ""

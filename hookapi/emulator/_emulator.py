@@ -50,7 +50,7 @@ class Emulator:
         window: ``"fixed"``: hours and days aligned to multiples of 3,600 and 86,400 seconds of
             the clock; ``"sliding"``: the last 3,600 and 86,400 seconds.
         clock: Returns the current time in seconds (default ``anyio.current_time``, the event
-            loop's clock, which is why the emulator's methods that read it need a running loop).
+            loop's clock; outside a running loop, :meth:`quota` reads its latest reading).
         fault_rate: The fraction of requests answered with a random 500 or 503.
         latency: Seconds added to every answer.
         max_body_bytes: Larger request bodies are refused with 400.

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Final
 
+import anyio
+
 from ._faults import FaultPlan
 from ._models import Hook, PostedMessage, QuotaState, Window
 from ._quota import QuotaCounter, make_counter
@@ -74,6 +76,7 @@ class State:
         self.per_day = check_count("per_day", per_day)
         self.window: Window = window
         self.clock = clock
+        self._last_reading = 0.0
         self.latency = check_seconds("latency", latency)
         self.max_body_bytes = check_count("max_body_bytes", max_body_bytes)
         self.base_url = base_url
@@ -115,9 +118,22 @@ class State:
         matches = hmac.compare_digest(given, expected)
         return hook if matches and hook is not None else None
 
+    def now(self) -> float:
+        """The clock's time; outside an event loop, the default clock's latest reading.
+
+        The default clock is the running loop's: between runs of a loop (a test reading the
+        quota after ``anyio.run``, a sync script) its time stands still where it was last read.
+        """
+        try:
+            self._last_reading = self.clock()
+        except RuntimeError:  # anyio's NoEventLoopError (or sniffio's error before 4.11)
+            if self.clock is not anyio.current_time:
+                raise
+        return self._last_reading
+
     def quota(self, hook_id: str) -> QuotaState:
         """The quota of ``hook_id`` now."""
-        return self.quotas[hook_id].state(self.clock())
+        return self.quotas[hook_id].state(self.now())
 
     def totals(self) -> QuotaState:
         """The configured totals with nothing used: the headers of answers tied to no hook."""
@@ -132,7 +148,7 @@ class State:
     def post(self, hook: Hook, text: str) -> PostedMessage:
         """Record ``text`` as posted by ``hook`` now."""
         message = PostedMessage(
-            text=text, received_at=self.clock(), desktop=hook.desktop, hook_id=hook.id
+            text=text, received_at=self.now(), desktop=hook.desktop, hook_id=hook.id
         )
         self.messages[hook.id].append(message)
         self.all_messages.append(message)

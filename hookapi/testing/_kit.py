@@ -78,9 +78,14 @@ def assert_posted(
         return
     hook_id = hook if isinstance(hook, str) else hook.id
     desktop = next(h.desktop for h in emulator.hooks() if h.id == hook_id)
+    if Counter(posted) == Counter(wanted):
+        got = f"got the {len(wanted)} expected messages, in another order."
+    elif len(posted) == len(wanted):
+        got = f"got {len(posted)} messages, as many as expected, but not the expected ones."
+    else:
+        got = f"got {len(posted)} messages, expected {len(wanted)}."
     lines = [
-        f"Hook {hook_id} on Desktop {desktop!r} got {len(posted)} messages, "
-        f"expected {len(wanted)}.",
+        f"Hook {hook_id} on Desktop {desktop!r} {got}",
         f"  expected: {_shown(wanted)}",
         f"  posted:   {_shown(posted)}",
     ]

@@ -14,7 +14,7 @@ import pytest
 
 from hookapi.cli import main
 from hookapi.cli._common import ExitCode
-from hookapi.cli._demo import find_problems
+from hookapi.cli._demo import find_problems, per_hour_text
 
 pytestmark = pytest.mark.socket
 
@@ -128,3 +128,30 @@ def test_on_a_terminal_the_progress_line_is_redrawn(monkeypatch: pytest.MonkeyPa
     frames = terminal.getvalue().split("\r")
     assert frames[-1].startswith("[########################] 24/24 delivered  0 retried")
     assert frames[-1].endswith("\n")
+
+
+def test_throttle_waits_count_every_message_held_back(capsys: pytest.CaptureFixture[str]) -> None:
+    # 60 messages at 12 an hour from 20 tasks: all but the first hour's 12 wait for the quota.
+    argv = ["demo", "--messages", "60", "--tasks", "20", "--per-hour", "12", "--no-faults"]
+    assert main([*argv, "--time-scale", "36000"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    waited = int(summary_value(out, "throttle waits").split()[0])
+    assert 48 <= waited <= 60
+
+
+def test_a_huge_time_scale_keeps_the_summary_short(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--messages", "6", "--tasks", "2", "--time-scale", "1e9"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) < 300
+    assert re.fullmatch(
+        r"6 messages over [\d,]+ clock hours \(\d+ with any\), at most \d+ in one hour",
+        summary_value(out, "per quota hour"),
+    )
+
+
+def test_per_hour_text_lists_a_day_and_summarises_more() -> None:
+    assert per_hour_text({}) == "none"
+    assert per_hour_text({0: 2, 2: 1}) == "2, 0, 1 (messages posted in each clock hour)"
+    assert per_hour_text({0: 3, 9000: 1}) == (
+        "4 messages over 9,001 clock hours (2 with any), at most 3 in one hour"
+    )

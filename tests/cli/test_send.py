@@ -327,3 +327,44 @@ def test_an_answer_without_rate_limit_headers_leaves_the_quota_unknown(
     assert "Quota left: unknown (the answer had no rate-limit headers)." in ran.out
     ran = cli("send", "--json", "hi", transport=bare)
     assert json.loads(ran.out)["rate_limit"] is None
+
+
+def test_deadline_inf_is_accepted_as_the_api_takes_it(
+    cli: RunCLI, emulator: Emulator, hook_url: str
+) -> None:
+    ran = cli("send", "--deadline", "inf", "no hurry")
+    assert ran.code == ExitCode.OK, ran.err
+    assert texts(emulator) == ["no hurry"]
+    ran = cli("send", "--deadline", "0", "x")
+    assert ran.code == ExitCode.USAGE
+    assert "'0' must be > 0" in ran.err
+
+
+def test_a_message_argument_that_is_not_utf8_is_called_so(
+    cli: RunCLI, emulator: Emulator, hook_url: str
+) -> None:
+    # The bytes b"ok\xff" as the command line hands them to Python (surrogateescape).
+    ran = cli("send", b"ok\xff".decode("utf-8", "surrogateescape"))
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert ran.err == (
+        "hookapi send: error: MESSAGE is not valid UTF-8 text: byte 0xff at offset 2. Check the "
+        "terminal's encoding (a UTF-8 locale) or convert the text, for example with iconv.\n"
+    )
+    # A lone surrogate that no command-line bytes make: the client's own words.
+    ran = cli("send", "a\ud800b")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert "a lone surrogate '\\ud800' at index 1" in ran.err
+    assert texts(emulator) == []
+
+
+def test_a_paused_run_speaks_of_the_command_not_of_the_library(
+    cli: RunCLI, emulator: Emulator, hook: Hook, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKAPI_URL", hook_url.replace(hook.secret, "0" * 64))
+    for verbose in ((), ("-v",)):
+        ran = cli("send", "--stdin", *verbose, stdin="one\ntwo\n")
+        assert ran.code == ExitCode.AUTHENTICATION
+        assert "resume()" not in ran.err
+        assert "outbox" not in ran.err
+        assert "line 1: POST " in ran.err
+        assert "line 2 was not sent" in ran.err

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hookapi.emulator import Emulator, Hook, Window
 from hookapi.emulator._quota import DAY, HOUR, make_counter
+from hookapi.testing import make_client
 
 from .conftest import HandClock, post, rate, send
 
@@ -240,3 +241,28 @@ def test_waiting_retry_after_is_always_enough(
     assume(counter.state(now).remaining == 0)  # not so when a fixed hour began meanwhile
     # However the clock's floats round, a client sleeping Retry-After gets in.
     assert counter.admit(now + counter.retry_after(now))
+
+
+def test_the_quota_reads_outside_an_event_loop() -> None:
+    emulator = Emulator(per_hour=10, per_day=100)
+    hook = emulator.create_hook("Ops")
+    assert emulator.quota(hook).remaining == 10  # before any loop ran
+
+    async def post() -> None:
+        async with make_client(emulator, hook) as client:
+            for text in ("one", "two", "three"):
+                await client.post_message(text)
+
+    anyio.run(post)
+    quota = emulator.quota(hook)  # after the loop: as of its latest reading
+    assert (quota.used_hour, quota.remaining) == (3, 7)
+
+
+def test_a_clock_of_ones_own_that_fails_is_not_hidden() -> None:
+    def broken() -> float:
+        raise RuntimeError("the clock broke")
+
+    emulator = Emulator(clock=broken)
+    hook = emulator.create_hook()
+    with pytest.raises(RuntimeError, match="the clock broke"):
+        emulator.quota(hook)

@@ -979,7 +979,7 @@ async def test_https_round_trip() -> None:
     listener = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=server_context)
     port = listener.sockets[0].getsockname()[1]
     try:
-        async with ConnectionPool(ssl_context=client_context) as pool:
+        async with ConnectionPool(verify=client_context) as pool:
             for _ in range(2):
                 response = await pool.handle_async_request(
                     httpx.Request("POST", f"https://127.0.0.1:{port}/x", content=b"{}")

@@ -153,16 +153,21 @@ async def serving_tls(ca: trustme.CA) -> AsyncIterator[Server]:
         tg.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("trust", ["SSL_CERT_FILE", "verify"])
 async def test_https_goes_through_a_connect_tunnel(
-    proxy: Proxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trust: str
 ) -> None:
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # httpx's default context
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    if trust == "SSL_CERT_FILE":
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    verify = tmp_path / "ca.pem" if trust == "verify" else True
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)
     before = len(proxy.forwarded())
     async with serving_tls(ca) as server:
-        client = AsyncHookClient(hook_id=HOOK, secret=SECRET, base_url=server.url)
+        client = AsyncHookClient(hook_id=HOOK, secret=SECRET, base_url=server.url, verify=verify)
         async with client:
             await client.post_message("tunnelled")
     lines = proxy.wait_for(before + 1)[before:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import math
@@ -537,3 +538,40 @@ def test_a_refusal_without_retry_after_blocks_for_the_probe_interval() -> None:
     probe = hook.take()
     hook.refund(probe)  # never left: the next request is the probe
     assert hook.take().probe
+
+
+async def test_every_call_held_back_logs_its_wait_not_only_the_head(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = QuotaService(per_hour=2, per_day=100)
+    caplog.set_level(logging.INFO, logger="hookapi")
+    waited: set[str] = set()
+
+    class Tagged(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if getattr(record, "hookapi_event", None) == "throttle":
+                waited.add(current.get())
+            return True
+
+    current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="")
+    tag = Tagged()
+    logging.getLogger("hookapi").addFilter(tag)
+
+    async def post(text: str) -> None:
+        current.set(text)
+        await client.post_message(text, deadline=math.inf)
+
+    try:
+        async with make_client(transport=httpx.MockTransport(service)) as client:
+            await client.post_message("first")
+            await client.post_message("second")  # the quota is known to be used up now
+            async with anyio.create_task_group() as tg:
+                for i in range(5):
+                    tg.start_soon(post, f"m{i}")
+    finally:
+        logging.getLogger("hookapi").removeFilter(tag)
+    # Five calls held back (for an hour or more), five calls logged, each with its delay.
+    assert waited == {f"m{i}" for i in range(5)}
+    waits = [r for r in caplog.records if getattr(r, "hookapi_event", None) == "throttle"]
+    assert all(vars(r)["hookapi_delay"] > 0 for r in waits)
+    assert any("behind earlier calls" in r.getMessage() for r in waits)

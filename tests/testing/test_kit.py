@@ -121,13 +121,14 @@ async def test_assert_posted_says_how_the_order_differs() -> None:
     with pytest.raises(AssertionError) as caught:
         assert_posted(emulator, hook, ["a", "b", "c"])
     assert str(caught.value) == (
-        f"Hook {hook.id} on Desktop 'Ops' got 3 messages, expected 3.\n"
+        f"Hook {hook.id} on Desktop 'Ops' got the 3 expected messages, in another order.\n"
         "  expected: ['a', 'b', 'c']\n"
         "  posted:   ['a', 'c', 'b']\n"
         "  first difference at #1: expected 'b', posted 'c'"
     )
-    with pytest.raises(AssertionError, match="#3: expected 'd', posted nothing"):
+    with pytest.raises(AssertionError, match="got 3 messages, expected 4") as caught:
         assert_posted(emulator, hook, ["a", "c", "b", "d"])
+    assert "#3: expected 'd', posted nothing" in str(caught.value)
     with pytest.raises(AssertionError, match="#2: expected nothing, posted 'b'"):
         assert_posted(emulator, hook, ["a", "c"])
 
@@ -140,6 +141,7 @@ async def test_assert_posted_unordered_lists_missing_and_extra() -> None:
     with pytest.raises(AssertionError) as caught:
         assert_posted(emulator, hook.id, ["b", "c", "a"], ordered=False)
     message = str(caught.value)
+    assert "got 3 messages, as many as expected, but not the expected ones." in message
     assert message.endswith("  missing: ['c']\n  extra:   ['b']")
 
 
