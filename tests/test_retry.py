@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from hookapi import (
     APIConnectionError,
-    AsyncHookClient,
     APITimeoutError,
+    AsyncHookClient,
     Delivery,
     HookAPIError,
     InternalServerError,
