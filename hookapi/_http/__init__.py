@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from ._loop import current_loop, loop_mismatch
 from ._proxy import environment_proxy, proxy_transport
 from ._transport import (
+    ATTEMPT_EXTENSION,
     DEADLINE_EXTENSION,
     QUOTA_WAIT_EXTENSION,
     RATE_LIMIT_EXTENSION,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ._pool import LLHTTP, ConnectionPool
 
 __all__ = [
+    "ATTEMPT_EXTENSION",
     "DEADLINE_EXTENSION",
     "LLHTTP",
     "QUOTA_WAIT_EXTENSION",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "ATTEMPT_EXTENSION",
     "DEADLINE_EXTENSION",
     "QUOTA_WAIT_EXTENSION",
     "RATE_LIMIT_EXTENSION",
@@ -39,6 +40,12 @@ __all__ = [
     "delivery_of",
 ]
 
+#: Request extension: seconds the attempt may take as a whole, from when the inner transport
+#: takes it (after any quota wait) to the end of its answer's body, however the bytes trickle.
+#: A transport that honours it says so with a true class attribute ``hookapi_attempt``.
+ATTEMPT_EXTENSION = "hookapi.attempt_timeout"
+#: The text of the timeout error when the attempt's whole bound, not one wait's, ran out.
+ATTEMPT_OVER = "The request and its answer did not finish within the attempt's timeout."
 #: Request extension: the call's absolute deadline, in ``anyio.current_time()`` seconds.
 DEADLINE_EXTENSION = "hookapi.deadline"
 #: Request extension set to True once bytes of the request may have reached the network: when
