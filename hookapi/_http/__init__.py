@@ -19,6 +19,7 @@ from ._transport import (
     WRITE_EXTENSION,
     RateLimitTransport,
     delivery_of,
+    reuse_within,
 )
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ __all__ = [
     "environment_proxy",
     "loop_mismatch",
     "proxy_transport",
+    "reuse_within",
 ]
 
 

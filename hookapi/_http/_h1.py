@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httptools
 import httpx
 
-from ._transport import ATTEMPT_OVER, WRITE_EXTENSION
+from ._transport import ATTEMPT_OVER, WRITE_EXTENSION, reuse_within
 
 if TYPE_CHECKING:
     import ssl
@@ -170,11 +170,13 @@ class H1Connection(asyncio.Protocol):
         "_writing_paused",
         "expires_at",
         "origin",
+        "reuse_within",
     )
 
     def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> None:
         self.origin = origin
         self.expires_at = float("inf")
+        self.reuse_within = math.inf  # idle seconds the server's Keep-Alive header allows
         self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._poll: Callable[[], bool] | None = None
@@ -344,6 +346,8 @@ class H1Connection(asyncio.Protocol):
             if self._te_seen or value.lower() != b"chunked":
                 raise httpx.RemoteProtocolError("The response's Transfer-Encoding is unsupported.")
             self._te_seen = True
+        elif lower == b"keep-alive":
+            self.reuse_within = reuse_within(value)
 
     def on_headers_complete(self) -> None:
         # llhttp resets its flags once the message completes: read them now.

@@ -26,7 +26,7 @@ import httpx
 
 from .._exceptions import InvalidInputError, WrongEventLoopError
 from ._loop import current_loop, loop_mismatch
-from ._transport import ATTEMPT_EXTENSION, ATTEMPT_OVER, WRITE_EXTENSION
+from ._transport import ATTEMPT_EXTENSION, ATTEMPT_OVER, WRITE_EXTENSION, reuse_within
 
 try:
     from ._h1 import open_connection
@@ -335,6 +335,7 @@ class _Connection(httpcore.AsyncHTTPConnection):
         self, origin: httpcore.Origin, ssl_context: ssl.SSLContext | None, keepalive_expiry: float
     ) -> None:
         self.bound = _Bound()
+        self.retire_at = math.inf  # when the server's Keep-Alive timeout is near, idle
         super().__init__(
             origin=origin,
             ssl_context=ssl_context,
@@ -369,7 +370,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             to the same number.
         max_connections_per_host: Connections in use at once to one origin (scheme, host,
             port); default: no limit beyond ``max_connections``.
-        keepalive_expiry: Seconds an idle connection is kept for reuse.
+        keepalive_expiry: Seconds an idle connection is kept for reuse; less when the server's
+            ``Keep-Alive: timeout=N`` says it closes sooner (the connection is then retired a
+            second before the server would close it).
         ssl_context: For https; default: httpx's (certifi's roots), made on first use.
 
     Raises:
@@ -502,7 +505,8 @@ class ConnectionPool(httpx.AsyncBaseTransport):
     def _give_back_h1(self, connection: H1Connection) -> None:
         try:
             if not self._closed and connection.is_reusable() and self.idle_connections < self._max:
-                connection.expires_at = asyncio.get_running_loop().time() + self._expiry
+                idle = min(self._expiry, connection.reuse_within)
+                connection.expires_at = asyncio.get_running_loop().time() + idle
                 self._h1_idle.setdefault(connection.origin, []).append(connection)
             else:
                 connection.close()
@@ -528,7 +532,11 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         idle = self._idle.get(key)
         while idle:
             candidate = idle.pop()
-            if not candidate.has_expired() and candidate.is_available():
+            if (
+                not candidate.has_expired()
+                and candidate.is_available()
+                and (candidate.retire_at == math.inf or candidate.retire_at > anyio.current_time())
+            ):
                 return candidate
             await _close_quietly(candidate)
         return _Connection(
@@ -583,6 +591,10 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             if host_slots is not None:
                 host_slots.release()
             raise
+        connection.retire_at = math.inf
+        for name, value in response.headers:
+            if name.lower() == b"keep-alive":
+                connection.retire_at = reuse_within(value)  # seconds, until given back
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
@@ -593,6 +605,8 @@ class ConnectionPool(httpx.AsyncBaseTransport):
     async def _give_back(self, connection: _Connection, key: _Key) -> None:
         try:
             if not self._closed and connection.is_idle() and self.idle_connections < self._max:
+                if connection.retire_at != math.inf:
+                    connection.retire_at += anyio.current_time()
                 self._idle.setdefault(key, []).append(connection)
             else:
                 await _close_quietly(connection)

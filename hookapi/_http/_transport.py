@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTEMPT_EXTENSION",
+    "ATTEMPT_OVER",
     "DEADLINE_EXTENSION",
     "QUOTA_WAIT_EXTENSION",
     "RATE_LIMIT_EXTENSION",
@@ -38,6 +39,7 @@ __all__ = [
     "WRITE_EXTENSION",
     "RateLimitTransport",
     "delivery_of",
+    "reuse_within",
 ]
 
 #: Request extension: seconds the attempt may take as a whole, from when the inner transport
@@ -69,6 +71,26 @@ _NOT_SENT: tuple[type[Exception], ...] = (
     httpx.ConnectTimeout,
     httpx.PoolTimeout,
 )
+
+
+def reuse_within(keep_alive: bytes) -> float:
+    """Seconds an idle connection may be reused, from the server's ``Keep-Alive`` header.
+
+    A server that says ``timeout=N`` closes the connection after N idle seconds; a request sent
+    just then would be lost in the close. So the connection is retired a second early (half
+    way, for a timeout under two seconds). No readable timeout: no limit of the server's.
+    """
+    for part in keep_alive.split(b","):
+        name, _, value = part.partition(b"=")
+        if name.strip().lower() == b"timeout":
+            try:
+                seconds = float(value.strip().strip(b'"'))
+            except ValueError:
+                return math.inf
+            if not seconds >= 0:  # NaN or negative
+                return math.inf
+            return seconds - min(1.0, seconds / 2)
+    return math.inf
 
 
 def delivery_of(exc: httpx.TransportError) -> Delivery:
