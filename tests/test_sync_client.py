@@ -25,6 +25,7 @@ from hookapi import (
     PostResult,
     RetryPolicy,
 )
+from hookapi._sync import _Forks
 from hookapi.emulator import Emulator, Hook
 from hookapi.testing import assert_posted, serve_in_thread
 
@@ -365,3 +366,24 @@ def test_a_client_collected_on_its_own_loop_thread_stops_without_waiting_for_its
 
 async def _finalize_here(finalizer: Callable[[], object]) -> None:
     finalizer()
+
+
+def test_after_a_fork_a_client_starts_anew_and_leaves_the_old_thread_alone(
+    emulator: Emulator, hook: Hook
+) -> None:
+    # What os.fork() runs in the child, run here: the real fork tests above cannot be measured
+    # in the child, and this shows the same steps in this process.
+    before = _loop_threads()
+    client = HookClient.from_url(hook.url, transport=emulator.transport())
+    client.post_message("before")
+    _Forks.forked()
+    try:
+        client.post_message("after")
+        assert _loop_threads() == before + 2  # the new thread; the old one is not touched
+    finally:
+        client.close()
+        for _, old_loop in _Forks.left_behind:
+            old_loop.stop()  # it runs here, in the same process: stop it for the next tests
+        _Forks.left_behind.clear()
+    assert _loop_threads() == before
+    assert_posted(emulator, hook, ["before", "after"])

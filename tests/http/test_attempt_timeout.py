@@ -8,14 +8,17 @@ clock and no result depends on the machine's speed.
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
 import anyio
 import anyio.abc
+import httpcore
 import pytest
 
 from hookapi import APITimeoutError, AsyncHookClient, Delivery, RetryPolicy
+from hookapi._http._pool import _Bound, _BoundStream
 from hookapi.outbox import Outbox
 
 pytestmark = [pytest.mark.anyio, pytest.mark.socket]
@@ -124,3 +127,46 @@ async def test_an_outbox_delivers_through_a_trickling_200() -> None:
                 delivered.append((await receipt.wait()).status_code)
     assert delivered == [200]
     assert len(requests) == 1
+
+
+class _Timing(httpcore.AsyncNetworkStream):
+    """An inner stream whose every read and write times out, recording the timeouts given."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        self.timeouts.append(timeout)
+        raise httpcore.ReadTimeout("inner")
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self.timeouts.append(timeout)
+        raise httpcore.WriteTimeout("inner")
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        self.timeouts.append(timeout)
+        return self
+
+
+async def test_the_bound_stream_shortens_each_timeout_and_names_the_attempts_end() -> None:
+    bound = _Bound()
+    inner = _Timing()
+    stream = await _BoundStream(inner, bound).start_tls(ssl.create_default_context(), "h", 9.0)
+    assert stream.get_extra_info("nothing") is None
+    assert inner.timeouts == [9.0]  # no end yet: as given
+    bound.ends = anyio.current_time() + 3.0
+    for call in (stream.read(10, 5.0), stream.write(b"x", None)):
+        with pytest.raises(httpcore.TimeoutException, match=r"^inner$"):  # its own timeout
+            await call
+    assert inner.timeouts[1:] == [3.0, 3.0]
+    bound.ends = anyio.current_time()  # the attempt's time is up
+    for call in (stream.read(10, 5.0), stream.write(b"x", 5.0)):
+        with pytest.raises(httpcore.TimeoutException, match="attempt's timeout"):
+            await call
+    assert inner.timeouts[3:] == [0.0, 0.0]
+    await bound.sleep(0)

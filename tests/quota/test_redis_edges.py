@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+import redis.exceptions
 
 from hookapi import QuotaUnavailableError, RedisQuota
 from hookapi._quota import Reservation
@@ -88,3 +89,15 @@ async def test_a_refused_password_in_local_mode_is_named_in_the_warning(
         await client.aclose()
     [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "refused this client's credentials: AuthenticationError" in record.getMessage()
+
+
+def test_a_refusal_is_found_anywhere_in_a_short_chain() -> None:
+    wrongpass = redis.exceptions.ResponseError("WRONGPASS invalid username-password pair")
+    timeout = TimeoutError()
+    timeout.__context__ = wrongpass
+    assert _store._refusal(timeout) is wrongpass
+    assert _store._refusal(redis.exceptions.ResponseError("ERR unknown command")) is None
+    looped = ConnectionError()
+    looped.__context__ = OSError()
+    looped.__context__.__context__ = looped  # a cycle ends the search, found or not
+    assert _store._refusal(looped) is None
