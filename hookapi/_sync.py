@@ -48,7 +48,7 @@ class _Forks:
     lock: ClassVar[threading.Lock] = threading.Lock()
     #: What clients made before a fork left behind in the child: the parent's thread and
     #: connections, never used here, and held so that collecting them touches nothing.
-    left_behind: ClassVar[list[object]] = []
+    left_behind: ClassVar[list[tuple[AsyncHookClient, _LoopThread]]] = []
 
     @classmethod
     def forked(cls) -> None:
