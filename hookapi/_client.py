@@ -30,6 +30,7 @@ from ._exceptions import (
     status_error_class,
 )
 from ._http import (
+    ATTEMPT_EXTENSION,
     DEADLINE_EXTENSION,
     QUOTA_WAIT_EXTENSION,
     RATE_LIMIT_EXTENSION,
@@ -122,7 +123,8 @@ class AsyncHookClient:
         secret: The hook's secret (never shown anywhere).
         base_url: Where the service's hooks live; the request goes to
             ``{base_url}/{hook_id}/{secret}/message``.
-        timeout: Seconds each attempt may take (the service's own examples use 10).
+        timeout: Seconds each attempt may take as a whole, connecting, sending and reading the
+            answer included (the service's own examples use 10).
         retry: The :class:`RetryPolicy`; default ``RetryPolicy()``.
         transport: The inner ``httpx.AsyncBaseTransport`` doing the I/O (default: hookapi's
             keep-alive HTTP/1.1 pool, its own connections on asyncio and httpcore's on
@@ -393,7 +395,10 @@ class AsyncHookClient:
 
         Args:
             text: The message; a non-empty ``str`` that encodes as UTF-8.
-            timeout: Seconds each attempt may take (default: the client's ``timeout``).
+            timeout: Seconds each attempt may take as a whole, from its first byte to the
+                last of the answer, however slowly they come (default: the client's
+                ``timeout``). An answer whose ``200`` status arrived counts as posted, even if
+                its body then stalls past the timeout.
             deadline: Seconds the whole call may take, throttle waits, attempts and backoff
                 included (default: the retry policy's ``deadline``); ``math.inf`` waits as
                 long as the quota needs.
@@ -463,6 +468,7 @@ class AsyncHookClient:
             stream=httpx.ByteStream(body),
             extensions={
                 "timeout": {"connect": t, "read": t, "write": t, "pool": t},
+                ATTEMPT_EXTENSION: t,
                 DEADLINE_EXTENSION: call.deadline_at,
             },
         )

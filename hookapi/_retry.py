@@ -57,9 +57,10 @@ class RetryPolicy:
     retried only with ``retry_unknown_delivery=True``, since it may post the message twice.
 
     The wait before attempt *n + 1* honours ``Retry-After`` when the answer has one (and gives
-    up if it asks for more than ``max_retry_after``); otherwise it is drawn uniformly from
+    up if it asks for more than ``max_retry_after``, unless the call's deadline is infinite:
+    ``math.inf`` waits as long as the service asks); otherwise it is drawn uniformly from
     ``[0, min(max_delay, initial_delay * 2**(n - 1))]`` ("full jitter"). Retrying stops after
-    ``max_attempts``, or as soon as the next wait would cross ``deadline``; the last error is
+    ``max_attempts``, or as soon as the next wait would reach ``deadline``; the last error is
     raised.
 
     Attributes:
@@ -68,7 +69,8 @@ class RetryPolicy:
         max_delay: Seconds: the largest backoff ceiling.
         deadline: Seconds one call may take in all: attempts, backoff and throttle waits.
         retry_statuses: HTTP statuses worth another attempt.
-        max_retry_after: Seconds: the longest ``Retry-After`` the policy will wait for.
+        max_retry_after: Seconds: the longest ``Retry-After`` the policy will wait for, when
+            the call's deadline is finite.
         retry_unknown_delivery: Also retry when the message may already have been delivered.
         jitter: Draw backoff at random (``False`` waits the full ceiling, handy in tests).
 
@@ -159,7 +161,7 @@ async def call_with_retries(
     try:
         return await attempt(1)
     except HookAPIError as exc:
-        if policy.max_attempts == 1 or not policy.should_retry(exc):
+        if policy.max_attempts == 1 or not _worth_retrying(policy, exc, deadline_at):
             raise
         first_failure = exc
     import tenacity  # noqa: PLC0415  (only calls that need a retry pay for importing it)
@@ -167,7 +169,8 @@ async def call_with_retries(
     def stop(state: tenacity.RetryCallState) -> bool:
         if state.attempt_number >= policy.max_attempts:
             return True
-        return anyio.current_time() + state.upcoming_sleep > deadline_at
+        # A wait that ends at the deadline leaves no time to send: the last error stands.
+        return anyio.current_time() + state.upcoming_sleep >= deadline_at
 
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -202,11 +205,28 @@ async def call_with_retries(
         sleep=anyio.sleep,
         stop=stop,
         wait=wait,
-        retry=tenacity.retry_if_exception(policy.should_retry),
+        retry=tenacity.retry_if_exception(lambda exc: _worth_retrying(policy, exc, deadline_at)),
         before_sleep=before_sleep,
         reraise=True,
     )
     return await retrying(numbered)
+
+
+def _worth_retrying(policy: RetryPolicy, exc: BaseException, deadline_at: float) -> bool:
+    """``policy.should_retry``, except that a call with no deadline waits any ``Retry-After``.
+
+    ``max_retry_after`` protects a deadline from a wait it cannot afford; a call told to wait
+    as long as it takes (``deadline=math.inf``) can afford any.
+    """
+    if policy.should_retry(exc):
+        return True
+    return (
+        math.isinf(deadline_at)
+        and isinstance(exc, APIStatusError)
+        and exc.retry_after is not None
+        and exc.status_code in policy.retry_statuses
+        and exc.delivery is not Delivery.UNKNOWN
+    )
 
 
 def _reason(exc: BaseException | None) -> str:

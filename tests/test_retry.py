@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from email.utils import formatdate
 
@@ -16,7 +17,9 @@ from hypothesis import strategies as st
 from hookapi import (
     APIConnectionError,
     APITimeoutError,
+    AsyncHookClient,
     Delivery,
+    HookAPIError,
     InternalServerError,
     RateLimitError,
     RetryPolicy,
@@ -320,3 +323,39 @@ def test_should_retry_ignores_foreign_exceptions() -> None:
     policy = RetryPolicy()
     assert not policy.should_retry(KeyboardInterrupt())
     assert not policy.should_retry(ValueError("bug"))
+
+
+async def test_an_infinite_deadline_waits_out_a_retry_after_over_the_cap(
+    router: respx.MockRouter, make_client: ClientFactory, message_url: str
+) -> None:
+    # A restarted process on an exhausted hook: the service asks for 10 minutes.
+    route = router.post(message_url).mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "600"}), ok()]
+    )
+    async with make_client(retry=RetryPolicy(max_retry_after=60.0, jitter=False)) as client:
+        started = anyio.current_time()
+        result = await client.post_message("hi", deadline=math.inf)
+    assert route.call_count == 2
+    assert result.attempts == 2
+    assert anyio.current_time() - started >= 600.0
+
+
+async def test_a_retry_after_ending_exactly_at_the_deadline_is_a_rate_limit_error(
+    router: respx.MockRouter, make_client: ClientFactory, message_url: str
+) -> None:
+    # Every caller's deadline ends exactly when the service's Retry-After does: each one
+    # gets the service's refusal (or the client's own), never a timeout.
+    router.post(message_url).respond(429, headers={"Retry-After": "10"})
+    errors: list[BaseException] = []
+
+    async def post(client: AsyncHookClient) -> None:
+        try:
+            await client.post_message("hi", deadline=10.0)
+        except HookAPIError as exc:
+            errors.append(exc)
+
+    async with make_client() as client, anyio.create_task_group() as tasks:
+        for _ in range(50):
+            tasks.start_soon(post, client)
+    assert len(errors) == 50
+    assert {type(e) for e in errors} == {RateLimitError}

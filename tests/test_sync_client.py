@@ -4,9 +4,13 @@ closing, and the errors for use after close or from its own loop thread."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
+import signal
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 
 import anyio
 import anyio.lowlevel
@@ -21,8 +25,9 @@ from hookapi import (
     PostResult,
     RetryPolicy,
 )
+from hookapi._sync import _Forks
 from hookapi.emulator import Emulator, Hook
-from hookapi.testing import assert_posted
+from hookapi.testing import assert_posted, serve_in_thread
 
 
 def _loop_threads() -> int:
@@ -234,3 +239,151 @@ def test_a_bad_option_starts_no_thread() -> None:
 def test_the_repr_shows_no_secret(client: HookClient, hook: Hook) -> None:
     assert repr(client) == f"<HookClient base_url='{hook.base_url}' hook_id='{hook.id}'>"
     assert hook.secret not in repr(client)
+
+
+def _in_a_child(work: Callable[[], object]) -> tuple[int, str]:
+    """Fork; run ``work`` in the child; return its exit status and what it reported.
+
+    The child reports through a pipe and leaves with ``os._exit`` (never through pytest). A
+    child still running after 60 s (one that hangs) is killed, and reports so.
+    """
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover  (the child's coverage is not collected)
+        os.close(read_end)
+        try:
+            report = repr(work())
+            code = 0
+        except BaseException as exc:
+            report, code = f"{type(exc).__name__}: {exc}", 1
+        os.write(write_end, report.encode())
+        os._exit(code)
+    os.close(write_end)
+    deadline = time.monotonic() + 60
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_end)
+            return -1, "the child hung"
+        time.sleep(0.01)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode()
+    return os.waitstatus_to_exitcode(ended[1]), report
+
+
+@pytest.mark.socket
+def test_a_client_made_before_a_fork_posts_from_the_child() -> None:
+    emulator = Emulator(per_hour=100, per_day=1000)
+    hook = emulator.create_hook("Ops")
+    with serve_in_thread(emulator) as server:
+        client = HookClient.from_url(hook.url_for(server.url))
+        client.post_message("from the parent")  # leaves a keep-alive connection in the pool
+
+        def child() -> tuple[int, int]:
+            result = client.post_message("from the child", deadline=20)
+            threads = _loop_threads()
+            client.close()
+            return result.attempts, threads
+
+        assert _in_a_child(child) == (0, "(1, 1)")  # one attempt; its own new loop thread
+        client.post_message("the parent again")  # the parent's client is untouched
+        client.close()
+    assert_posted(emulator, hook, ["from the parent", "from the child", "the parent again"])
+
+
+@pytest.mark.socket
+def test_closing_in_a_fork_child_returns_at_once_and_starts_nothing() -> None:
+    emulator = Emulator(per_hour=100, per_day=1000)
+    hook = emulator.create_hook("Ops")
+    with serve_in_thread(emulator) as server:
+        client = HookClient.from_url(hook.url_for(server.url))
+        client.post_message("from the parent")
+
+        def child() -> tuple[bool, int, str]:
+            client.close()
+            try:
+                client.post_message("late")
+            except ClientClosedError as exc:
+                return client.is_closed, _loop_threads(), type(exc).__name__
+            return client.is_closed, _loop_threads(), "posted"
+
+        assert _in_a_child(child) == (0, "(True, 0, 'ClientClosedError')")
+        client.close()
+    assert_posted(emulator, hook, ["from the parent"])
+
+
+def _stop(thread: threading.Thread) -> None:
+    thread.join(20)
+    assert not thread.is_alive()
+
+
+@pytest.mark.socket
+def test_an_unclosed_client_warns_and_stops_its_thread_and_sockets_when_collected() -> None:
+    emulator = Emulator(per_hour=100, per_day=1000)
+    hook = emulator.create_hook("Ops")
+    with serve_in_thread(emulator) as server:
+        url = hook.url_for(server.url)
+        fds = len(os.listdir("/proc/self/fd"))
+        before = _loop_threads()
+        threads = []
+        for i in range(5):
+            client = HookClient.from_url(url)
+            client.post_message(f"message {i}")
+            threads += [t for t in threading.enumerate() if t.name == "hookapi-sync-client"]
+            with pytest.warns(ResourceWarning, match=r"unclosed <HookClient base_url="):
+                del client  # no cycle holds it: finalised here, as gc.collect() would
+        for thread in threads:
+            _stop(thread)
+        assert _loop_threads() == before
+        # Every connection closed (the server, in this process too, closes its end on seeing it).
+        _wait_until(lambda: len(os.listdir("/proc/self/fd")) == fds, "the sockets to close")
+    assert_posted(emulator, hook, [f"message {i}" for i in range(5)])
+
+
+def test_a_closed_client_is_collected_without_a_warning(emulator: Emulator, hook: Hook) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        client = HookClient.from_url(hook.url, transport=emulator.transport())
+        client.close()
+        del client
+        gc.collect()
+
+
+def test_a_client_collected_on_its_own_loop_thread_stops_without_waiting_for_itself(
+    emulator: Emulator, hook: Hook
+) -> None:
+    # The collector can run a finaliser on any thread, the loop's own included.
+    client = HookClient.from_url(hook.url, transport=emulator.transport())
+    loop_thread = next(t for t in threading.enumerate() if t.name == "hookapi-sync-client")
+    finalizer = client._finalizer
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        client._loop.portal.start_task_soon(_finalize_here, finalizer).result(20)
+    _stop(loop_thread)
+
+
+async def _finalize_here(finalizer: Callable[[], object]) -> None:
+    finalizer()
+
+
+def test_after_a_fork_a_client_starts_anew_and_leaves_the_old_thread_alone(
+    emulator: Emulator, hook: Hook
+) -> None:
+    # What os.fork() runs in the child, run here: the real fork tests above cannot be measured
+    # in the child, and this shows the same steps in this process.
+    before = _loop_threads()
+    client = HookClient.from_url(hook.url, transport=emulator.transport())
+    client.post_message("before")
+    _Forks.forked()
+    try:
+        client.post_message("after")
+        assert _loop_threads() == before + 2  # the new thread; the old one is not touched
+    finally:
+        client.close()
+        for _, old_loop in _Forks.left_behind:
+            old_loop.stop()  # it runs here, in the same process: stop it for the next tests
+        _Forks.left_behind.clear()
+    assert _loop_threads() == before
+    assert_posted(emulator, hook, ["before", "after"])

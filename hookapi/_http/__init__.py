@@ -12,6 +12,7 @@ from ._loop import current_loop, loop_mismatch
 from ._proxy import environment_proxy, proxy_transport
 from ._tls import CertTypes, InsecureTLSWarning, VerifyTypes, tls_context
 from ._transport import (
+    ATTEMPT_EXTENSION,
     DEADLINE_EXTENSION,
     QUOTA_WAIT_EXTENSION,
     RATE_LIMIT_EXTENSION,
@@ -19,12 +20,14 @@ from ._transport import (
     WRITE_EXTENSION,
     RateLimitTransport,
     delivery_of,
+    reuse_within,
 )
 
 if TYPE_CHECKING:
     from ._pool import LLHTTP, ConnectionPool
 
 __all__ = [
+    "ATTEMPT_EXTENSION",
     "DEADLINE_EXTENSION",
     "LLHTTP",
     "QUOTA_WAIT_EXTENSION",
@@ -41,6 +44,7 @@ __all__ = [
     "environment_proxy",
     "loop_mismatch",
     "proxy_transport",
+    "reuse_within",
     "tls_context",
 ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import re
 import select
 import socket
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httptools
 import httpx
 
-from ._transport import WRITE_EXTENSION
+from ._transport import ATTEMPT_OVER, WRITE_EXTENSION, reuse_within
 
 if TYPE_CHECKING:
     import ssl
@@ -141,6 +142,7 @@ class H1Connection(asyncio.Protocol):
         "_body",
         "_complete",
         "_drain",
+        "_ends",
         "_eof",
         "_error",
         "_framed",
@@ -168,17 +170,20 @@ class H1Connection(asyncio.Protocol):
         "_writing_paused",
         "expires_at",
         "origin",
+        "reuse_within",
     )
 
     def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> None:
         self.origin = origin
         self.expires_at = float("inf")
+        self.reuse_within = math.inf  # idle seconds the server's Keep-Alive header allows
         self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._poll: Callable[[], bool] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._read_timeout: float | None = None
+        self._ends = math.inf  # the loop time by which the current request must be done
         self._writing_paused = False
         self._reading_paused = False
         self._eof = False  # nothing more will arrive
@@ -341,6 +346,8 @@ class H1Connection(asyncio.Protocol):
             if self._te_seen or value.lower() != b"chunked":
                 raise httpx.RemoteProtocolError("The response's Transfer-Encoding is unsupported.")
             self._te_seen = True
+        elif lower == b"keep-alive":
+            self.reuse_within = reuse_within(value)
 
     def on_headers_complete(self) -> None:
         # llhttp resets its flags once the message completes: read them now.
@@ -419,7 +426,10 @@ class H1Connection(asyncio.Protocol):
     # The request
 
     async def request(
-        self, request: httpx.Request, on_close: Callable[[H1Connection], None]
+        self,
+        request: httpx.Request,
+        on_close: Callable[[H1Connection], None],
+        ends: float = math.inf,
     ) -> httpx.Response:
         """Send ``request`` and read the answer's head; the body follows through its stream.
 
@@ -427,6 +437,8 @@ class H1Connection(asyncio.Protocol):
             request: What to send; its ``timeout`` extension bounds each wait.
             on_close: Called with this connection once the response is closed, to take it
                 back (if :meth:`is_reusable`) or close it.
+            ends: The loop time by which the request and its whole answer must be done: no
+                wait (writing, reading the head or the body) goes past it.
 
         Raises:
             httpx.TransportError: The request could not be sent or the answer was broken; the
@@ -434,6 +446,7 @@ class H1Connection(asyncio.Protocol):
         """
         timeouts: dict[str, Any] = request.extensions.get("timeout") or {}
         self._read_timeout = timeouts.get("read")
+        self._ends = ends
         self.expires_at = float("inf")  # a slow answer does not age the connection
         try:
             on_write = request.extensions.get(WRITE_EXTENSION)
@@ -511,10 +524,17 @@ class H1Connection(asyncio.Protocol):
         error: type[httpx.TimeoutException],
         text: str,
     ) -> None:
-        """Await ``future``; a timer fails it with ``error(text)`` if ``seconds`` pass first."""
+        """Await ``future``; a timer fails it with ``error(text)`` if ``seconds`` pass first.
+
+        The same one timer also keeps the wait within the attempt's end (``self._ends``).
+        """
         timer = None
-        if seconds is not None:
-            timer = self._loop.call_later(seconds, _expire, future, error, text)
+        ends = self._ends
+        if seconds is not None or ends != math.inf:
+            when = math.inf if seconds is None else self._loop.time() + seconds
+            if ends < when:
+                when, text = ends, ATTEMPT_OVER
+            timer = self._loop.call_at(when, _expire, future, error, text)
         try:
             await future
         finally:

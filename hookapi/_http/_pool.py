@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ import httpx
 from .._exceptions import InvalidInputError, WrongEventLoopError, builds
 from ._loop import current_loop, loop_mismatch
 from ._tls import tls_context
-from ._transport import WRITE_EXTENSION
+from ._transport import ATTEMPT_EXTENSION, ATTEMPT_OVER, WRITE_EXTENSION, reuse_within
 
 try:
     from ._h1 import open_connection
@@ -139,13 +140,13 @@ class _Body(httpx.AsyncByteStream):
         self,
         stream: Any,
         pool: ConnectionPool,
-        connection: httpcore.AsyncHTTPConnection,
+        connection: _Connection,
         key: _Key,
     ) -> None:
         self._stream = stream
         self._iterator: Any = None
         self._pool = pool
-        self._connection: httpcore.AsyncHTTPConnection | None = connection
+        self._connection: _Connection | None = connection
         self._key = key
 
     def __aiter__(self) -> _Body:
@@ -255,6 +256,105 @@ class _Slots:
         self._free += 1
 
 
+def _within(timeout: float | None, ends: float) -> float | None:
+    """``timeout``, shortened to what is left before the loop time ``ends``."""
+    if ends == math.inf:
+        return timeout
+    left = max(0.0, ends - anyio.current_time())
+    return left if timeout is None else min(timeout, left)
+
+
+class _Bound(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend for one connection, its waits kept within the attempt's end.
+
+    httpcore bounds each read by the read timeout, so an answer trickling a byte at a time
+    never ends; the end is passed in here, to the timer httpcore starts for each read anyway.
+    """
+
+    __slots__ = ("_inner", "ends")
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self.ends = math.inf  # the current request's end, in anyio.current_time() seconds
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109  (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(
+            host, port, _within(timeout, self.ends), local_address, socket_options
+        )
+        return _BoundStream(stream, self)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _BoundStream(httpcore.AsyncNetworkStream):
+    """A socket whose reads, writes and handshake end by its backend's ``ends``."""
+
+    __slots__ = ("_bound", "_inner")
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, bound: _Bound) -> None:
+        self._inner = inner
+        self._bound = bound
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        ends = self._bound.ends
+        try:
+            return await self._inner.read(max_bytes, _within(timeout, ends))
+        except httpcore.ReadTimeout:
+            if anyio.current_time() >= ends:
+                raise httpcore.ReadTimeout(ATTEMPT_OVER) from None
+            raise
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        ends = self._bound.ends
+        try:
+            await self._inner.write(buffer, _within(timeout, ends))
+        except httpcore.WriteTimeout:
+            if anyio.current_time() >= ends:
+                raise httpcore.WriteTimeout(ATTEMPT_OVER) from None
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        inner = await self._inner.start_tls(
+            ssl_context, server_hostname, _within(timeout, self._bound.ends)
+        )
+        return _BoundStream(inner, self._bound)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _Connection(httpcore.AsyncHTTPConnection):
+    """httpcore's connection on a :class:`_Bound` backend of its own."""
+
+    def __init__(
+        self, origin: httpcore.Origin, ssl_context: ssl.SSLContext | None, keepalive_expiry: float
+    ) -> None:
+        self.bound = _Bound()
+        self.retire_at = math.inf  # when the server's Keep-Alive timeout is near, idle
+        super().__init__(
+            origin=origin,
+            ssl_context=ssl_context,
+            keepalive_expiry=keepalive_expiry,
+            network_backend=self.bound,
+        )
+
+
 def _check_limit(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInputError(f"{name} must be an int, not {type(value).__name__}.")
@@ -281,7 +381,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             to the same number.
         max_connections_per_host: Connections in use at once to one origin (scheme, host,
             port); default: no limit beyond ``max_connections``.
-        keepalive_expiry: Seconds an idle connection is kept for reuse.
+        keepalive_expiry: Seconds an idle connection is kept for reuse; less when the server's
+            ``Keep-Alive: timeout=N`` says it closes sooner (the connection is then retired a
+            second before the server would close it).
         verify: How https servers are verified: True (certifi's roots, or the environment's
             ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when ``trust_env``), a CA bundle path (a
             file, or a directory of hashed certificates), an ``ssl.SSLContext`` used as it
@@ -332,7 +434,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         self._h1_slots: _Slots | None = None
         self._h1_host_slots: dict[Origin, _Slots] = {}
         # Any other backend:
-        self._idle: dict[_Key, list[httpcore.AsyncHTTPConnection]] = {}
+        self._idle: dict[_Key, list[_Connection]] = {}
         self._slots: anyio.Semaphore | None = None
         self._host_slots: dict[_Key, anyio.Semaphore] = {}
 
@@ -377,7 +479,10 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         slots = self._h1_slots
         if slots is None:
             slots = self._h1_slots = _Slots(self._max)
-        timeouts = request.extensions.get("timeout") or {}
+        extensions = request.extensions
+        timeouts = extensions.get("timeout") or {}
+        attempt = extensions.get(ATTEMPT_EXTENSION)
+        ends = math.inf if attempt is None else asyncio.get_running_loop().time() + attempt
         url = request.url
         https = url.scheme == "https"
         origin = (url.raw_scheme, url.raw_host, url.port or (443 if https else 80))
@@ -392,8 +497,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             try:
                 connection = self._idle_h1(origin)
                 if connection is None:
-                    connection = await self._open_h1(origin, https, timeouts.get("connect"))
-                return await connection.request(request, self._give_back_h1)
+                    connect = _within(timeouts.get("connect"), ends)
+                    connection = await self._open_h1(origin, https, connect)
+                return await connection.request(request, self._give_back_h1, ends)
             except BaseException:
                 slots.release()
                 raise
@@ -426,7 +532,8 @@ class ConnectionPool(httpx.AsyncBaseTransport):
     def _give_back_h1(self, connection: H1Connection) -> None:
         try:
             if not self._closed and connection.is_reusable() and self.idle_connections < self._max:
-                connection.expires_at = asyncio.get_running_loop().time() + self._expiry
+                idle = min(self._expiry, connection.reuse_within)
+                connection.expires_at = asyncio.get_running_loop().time() + idle
                 self._h1_idle.setdefault(connection.origin, []).append(connection)
             else:
                 connection.close()
@@ -448,24 +555,26 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             return
         raise httpx.PoolTimeout(_POOL_TIMEOUT)
 
-    async def _connection_for(
-        self, key: _Key, origin: httpcore.Origin
-    ) -> httpcore.AsyncHTTPConnection:
+    async def _connection_for(self, key: _Key, origin: httpcore.Origin) -> _Connection:
         idle = self._idle.get(key)
         while idle:
             candidate = idle.pop()
-            if not candidate.has_expired() and candidate.is_available():
+            if (
+                not candidate.has_expired()
+                and candidate.is_available()
+                and (candidate.retire_at == math.inf or candidate.retire_at > anyio.current_time())
+            ):
                 return candidate
             await _close_quietly(candidate)
-        return httpcore.AsyncHTTPConnection(
-            origin=origin,
-            ssl_context=self._ssl_context() if origin.scheme == b"https" else None,
-            keepalive_expiry=self._expiry,
+        return _Connection(
+            origin, self._ssl_context() if origin.scheme == b"https" else None, self._expiry
         )
 
     async def _send_httpcore(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         timeout = (request.extensions.get("timeout") or {}).get("pool")
+        attempt = request.extensions.get(ATTEMPT_EXTENSION)
+        ends = math.inf if attempt is None else anyio.current_time() + attempt
         port = url.port or (443 if url.scheme == "https" else 80)
         key = (url.raw_scheme, url.raw_host, port)
         origin = httpcore.Origin(*key)
@@ -481,6 +590,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             await self._acquire(self._slots, timeout)
             try:
                 connection = await self._connection_for(key, origin)
+                connection.bound.ends = ends
                 core_request = httpcore.Request(
                     method=request.method,
                     url=httpcore.URL(
@@ -508,6 +618,10 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             if host_slots is not None:
                 host_slots.release()
             raise
+        connection.retire_at = math.inf
+        for name, value in response.headers:
+            if name.lower() == b"keep-alive":
+                connection.retire_at = reuse_within(value)  # seconds, until given back
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
@@ -515,9 +629,11 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             extensions=response.extensions,
         )
 
-    async def _give_back(self, connection: httpcore.AsyncHTTPConnection, key: _Key) -> None:
+    async def _give_back(self, connection: _Connection, key: _Key) -> None:
         try:
             if not self._closed and connection.is_idle() and self.idle_connections < self._max:
+                if connection.retire_at != math.inf:
+                    connection.retire_at += anyio.current_time()
                 self._idle.setdefault(key, []).append(connection)
             else:
                 await _close_quietly(connection)

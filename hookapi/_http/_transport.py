@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "ATTEMPT_EXTENSION",
+    "ATTEMPT_OVER",
     "DEADLINE_EXTENSION",
     "QUOTA_WAIT_EXTENSION",
     "RATE_LIMIT_EXTENSION",
@@ -37,8 +39,15 @@ __all__ = [
     "WRITE_EXTENSION",
     "RateLimitTransport",
     "delivery_of",
+    "reuse_within",
 ]
 
+#: Request extension: seconds the attempt may take as a whole, from when the inner transport
+#: takes it (after any quota wait) to the end of its answer's body, however the bytes trickle.
+#: A transport that honours it says so with a true class attribute ``hookapi_attempt``.
+ATTEMPT_EXTENSION = "hookapi.attempt_timeout"
+#: The text of the timeout error when the attempt's whole bound, not one wait's, ran out.
+ATTEMPT_OVER = "The request and its answer did not finish within the attempt's timeout."
 #: Request extension: the call's absolute deadline, in ``anyio.current_time()`` seconds.
 DEADLINE_EXTENSION = "hookapi.deadline"
 #: Request extension set to True once bytes of the request may have reached the network: when
@@ -62,6 +71,26 @@ _NOT_SENT: tuple[type[Exception], ...] = (
     httpx.ConnectTimeout,
     httpx.PoolTimeout,
 )
+
+
+def reuse_within(keep_alive: bytes) -> float:
+    """Seconds an idle connection may be reused, from the server's ``Keep-Alive`` header.
+
+    A server that says ``timeout=N`` closes the connection after N idle seconds; a request sent
+    just then would be lost in the close. So the connection is retired a second early (half
+    way, for a timeout under two seconds). No readable timeout: no limit of the server's.
+    """
+    for part in keep_alive.split(b","):
+        name, _, value = part.partition(b"=")
+        if name.strip().lower() == b"timeout":
+            try:
+                seconds = float(value.strip().strip(b'"'))
+            except ValueError:
+                return math.inf
+            if not seconds >= 0:  # NaN or negative
+                return math.inf
+            return seconds - min(1.0, seconds / 2)
+    return math.inf
 
 
 def delivery_of(exc: httpx.TransportError) -> Delivery:

@@ -202,7 +202,10 @@ class RedisQuota:
 
     @property
     def available(self) -> bool:
-        """Whether the last call to Redis succeeded (``False`` while pacing locally)."""
+        """Whether the last call to Redis succeeded.
+
+        ``False`` while it paces locally, or, with ``on_unavailable="raise"``, refuses to send.
+        """
         return not self._down
 
     def hook(self, key: HookKey) -> HookQuota:
@@ -254,7 +257,7 @@ class RedisQuota:
             # Drop every pooled connection: after a restart, an idle one would fail once more.
             with anyio.move_on_after(REDIS_TIMEOUT * self._scale), contextlib.suppress(Exception):
                 await here.client.connection_pool.disconnect()
-            self._failed(exc)
+            self._failed(_refusal(exc) or exc)
             raise _Unavailable from None
         if self._down:
             self._down = False
@@ -268,24 +271,28 @@ class RedisQuota:
     def _failed(self, exc: BaseException) -> None:
         now = anyio.current_time()
         self._retry_at = now + RECONNECT_INTERVAL * self._scale
+        why = type(exc).__name__
+        if _is_refusal(exc):
+            why = f"it refused this client's credentials: {why}; check the password or ACL user"
+        was_down, self._down = self._down, True
         if self._on_unavailable == "raise":
             raise QuotaUnavailableError(
                 f"The shared quota in Redis at {self._where} is unavailable "
-                f"({type(exc).__name__}), and RedisQuota(on_unavailable='raise') does not "
-                "send without it."
+                f"({why}), and RedisQuota(on_unavailable='raise') does not send without it."
             ) from None
-        if not self._down:
-            self._down = True
+        if not was_down:
             logger.warning(
                 "hookapi: Redis at %s is unavailable (%s): pacing from this process's own "
                 "view of the quota until it is back.",
                 self._where,
-                type(exc).__name__,
+                why,
                 extra={"hookapi_event": "quota_local"},
             )
 
     def _use_local(self) -> bool:
-        return self._down and anyio.current_time() < self._retry_at
+        return (
+            self._down and self._on_unavailable == "local" and anyio.current_time() < self._retry_at
+        )
 
     async def aclose(self) -> None:
         """Finish the updates still on their way to Redis, and close the client it made.
@@ -312,6 +319,33 @@ class RedisQuota:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """Whether Redis refused the client's credentials (a wrong password, an unknown user)."""
+    import redis.exceptions  # noqa: PLC0415
+
+    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
+        return True
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
+        ("NOAUTH", "WRONGPASS", "NOPERM")
+    )
+
+
+def _refusal(exc: BaseException) -> BaseException | None:
+    """The credentials refusal behind ``exc``, if any.
+
+    redis-py retries a refused connection with backoff, so the Redis timeout often ends the
+    call first: the refusal is then the context of the cancellation the timeout raised.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain is short; a cycle must not loop forever
+        if seen is None:
+            return None
+        if _is_refusal(seen):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _running_trio() -> bool:
