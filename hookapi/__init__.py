@@ -49,6 +49,9 @@ from .outbox import (
     SQLiteStore,
     StoredMessage,
     StoredState,
+    StoreError,
+    StoreHookMismatchError,
+    StoreInUseError,
 )
 
 if _typing.TYPE_CHECKING:
@@ -94,6 +97,9 @@ __all__ = [
     "Secret",
     "ServerError",
     "ServiceUnavailableError",
+    "StoreError",
+    "StoreHookMismatchError",
+    "StoreInUseError",
     "StoredMessage",
     "StoredState",
     "WrongEventLoopError",
