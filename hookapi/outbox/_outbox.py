@@ -247,9 +247,12 @@ class Outbox:
             if tasks is not None:
                 # The senders have stopped: an error from the block is not theirs, and handing
                 # it to the task group would only wrap it in an exception group.
-                if not isinstance(exc_value, anyio.get_cancelled_exc_class()):
-                    exc_type = exc_value = traceback = None
-                handled = await tasks.__aexit__(exc_type, exc_value, traceback)
+                if isinstance(exc_value, anyio.get_cancelled_exc_class()):
+                    handled = await tasks.__aexit__(exc_type, exc_value, traceback)
+                else:
+                    # What a task group with no error returns means nothing for the block's
+                    # own error (trio's says True): that error must go on.
+                    await tasks.__aexit__(None, None, None)
         return handled
 
     async def _run_sender(

@@ -52,6 +52,13 @@ def connect(path: str) -> sqlite3.Connection:
             path=path,
         )
     create_private(path)
+    folder = os.path.dirname(path) or "."
+    if not (os.access(path, os.W_OK) and os.access(folder, os.W_OK)):
+        raise StoreError(
+            f"The outbox file {path!r} is read-only (or its directory is, where the -wal file "
+            "goes): the outbox must write to both.",
+            path=path,
+        )
     try:
         # timeout=0: the file is either ours alone or another outbox's; waiting cannot help.
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
@@ -62,9 +69,10 @@ def connect(path: str) -> sqlite3.Connection:
         # worker, or a copy of the process still running) is refused instead of sending every
         # message again. In WAL mode it also keeps the WAL index in memory: no -shm file.
         connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+        version = _check(connection, path)  # before any write: a file refused stays as it was
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
-        _prepare(connection, path)
+        _prepare(connection, version)
     except sqlite3.Error as exc:
         connection.close()
         raise store_error(path, exc, "opening") from exc
@@ -74,12 +82,10 @@ def connect(path: str) -> sqlite3.Connection:
     return connection
 
 
-def _prepare(c: sqlite3.Connection, path: str) -> None:
-    """Create the tables of a new file, or check that an old one is an outbox we can read."""
+def _prepare(c: sqlite3.Connection, version: int) -> None:
+    """Create the tables of a new file, or those an older version's file lacks."""
     c.execute("BEGIN IMMEDIATE")
     try:
-        version = int(c.execute("PRAGMA user_version").fetchone()[0])
-        _check(c, path, version)
         for table in _TABLES:
             c.execute(table)
         if version < SCHEMA_VERSION:
@@ -91,7 +97,9 @@ def _prepare(c: sqlite3.Connection, path: str) -> None:
         raise
 
 
-def _check(c: sqlite3.Connection, path: str, version: int) -> None:
+def _check(c: sqlite3.Connection, path: str) -> int:
+    """Check that a file is empty or an outbox this version reads; return its version."""
+    version = int(c.execute("PRAGMA user_version").fetchone()[0])
     tables = {str(row[0]) for row in c.execute("SELECT name FROM sqlite_master")}
     if "hookapi_outbox" not in tables and tables - {"sqlite_sequence"}:
         raise StoreError(
@@ -105,6 +113,7 @@ def _check(c: sqlite3.Connection, path: str, version: int) -> None:
             f"{version}; this one reads up to {SCHEMA_VERSION}): upgrade hookapi to read it.",
             path=path,
         )
+    return version
 
 
 def create_private(path: str) -> None:
