@@ -371,3 +371,22 @@ def test_a_store_serves_one_event_loop_then_another(path: Path, backends: tuple[
     first, second = backends
     assert anyio.run(use, "first", backend=first) == []
     assert anyio.run(use, "second", backend=second) == ["first"]
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (14, "cannot be opened (unable to open database file)"),  # SQLITE_CANTOPEN
+        (10, "An I/O error while reading the outbox file"),  # SQLITE_IOERR
+        (1, "Reading the outbox file"),  # SQLITE_ERROR, and any other
+    ],
+)
+def test_every_sqlite_error_is_told_as_a_store_error(code: int, said: str) -> None:
+    from hookapi.outbox._sqlite_file import store_error  # noqa: PLC0415
+
+    raw = sqlite3.OperationalError("unable to open database file")
+    raw.sqlite_errorcode = code  # type: ignore[attr-defined]
+    error = store_error("/srv/outbox.sqlite", raw, "reading")
+    assert type(error) is StoreError
+    assert said in str(error)
+    assert "'/srv/outbox.sqlite'" in str(error)
