@@ -385,7 +385,7 @@ def test_every_sqlite_error_is_told_as_a_store_error(code: int, said: str) -> No
     from hookapi.outbox._sqlite_file import store_error  # noqa: PLC0415
 
     raw = sqlite3.OperationalError("unable to open database file")
-    raw.sqlite_errorcode = code  # type: ignore[attr-defined]
+    raw.sqlite_errorcode = code
     error = store_error("/srv/outbox.sqlite", raw, "reading")
     assert type(error) is StoreError
     assert said in str(error)
