@@ -50,6 +50,9 @@ from .outbox import (
     SQLiteStore,
     StoredMessage,
     StoredState,
+    StoreError,
+    StoreHookMismatchError,
+    StoreInUseError,
 )
 
 if _typing.TYPE_CHECKING:
@@ -96,6 +99,9 @@ __all__ = [
     "Secret",
     "ServerError",
     "ServiceUnavailableError",
+    "StoreError",
+    "StoreHookMismatchError",
+    "StoreInUseError",
     "StoredMessage",
     "StoredState",
     "WrongEventLoopError",

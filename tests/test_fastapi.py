@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -314,3 +315,21 @@ async def test_the_outbox_dependency_without_the_outbox_says_what_is_missing(
     async with serving(app) as http:
         with pytest.raises(RuntimeError, match="hook_lifespan\\(outbox=True\\)"):
             await http.post("/notify", params={"text": "x"})
+
+
+async def test_messages_an_outage_kept_from_delivery_are_a_warning_at_shutdown(
+    emulator: Emulator, hook: Hook, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hookapi")
+    app = make_outbox_app(emulator, hook, outbox=True)
+    emulator.fail_next(503, times=10_000)  # down for longer than the outbox drains
+    async with LifespanManager(app, shutdown_timeout=None) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            for i in range(4):
+                assert (await http.post("/notify", params={"text": f"m{i}"})).status_code == 202
+    (record,) = [r for r in caplog.records if "undelivered" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "closed with 4 message(s) undelivered" in record.getMessage()
+    assert "lost when this process ends" in record.getMessage()
+    assert hook.secret not in record.getMessage()

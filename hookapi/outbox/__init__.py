@@ -18,7 +18,15 @@ from ._receipt import (
     ReceiptState,
 )
 from ._sqlite import SQLiteStore
-from ._stores import MemoryStore, OutboxStore, StoredMessage, StoredState
+from ._stores import (
+    MemoryStore,
+    OutboxStore,
+    StoredMessage,
+    StoredState,
+    StoreError,
+    StoreHookMismatchError,
+    StoreInUseError,
+)
 
 __all__ = [
     "DeadLetter",
@@ -31,6 +39,9 @@ __all__ = [
     "Receipt",
     "ReceiptState",
     "SQLiteStore",
+    "StoreError",
+    "StoreHookMismatchError",
+    "StoreInUseError",
     "StoredMessage",
     "StoredState",
 ]

@@ -42,7 +42,7 @@ from ._receipt import (
     dropped_error,
 )
 from ._sqlite import SQLiteStore
-from ._stores import MemoryStore, OutboxStore, StoredMessage, StoredState
+from ._stores import MemoryStore, OutboxStore, StoredMessage, StoredState, StoreError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -51,8 +51,10 @@ __all__ = ["Outbox"]
 
 logger = logging.getLogger("hookapi")
 
-#: Statuses that mean the hook itself is gone or denied: every queued message would fail too.
-PAUSE_STATUSES = frozenset({401, 403, 404})
+#: Statuses that mean the hook itself is gone, denied or moved: every queued message would
+#: fail too. A redirect is not followed (the hook's URL holds a secret, and a POST is not
+#: safe to repeat elsewhere): the hook's URL needs changing, which pausing leaves to a person.
+PAUSE_STATUSES = frozenset({301, 302, 303, 307, 308, 401, 403, 404})
 
 
 class Outbox:
@@ -77,8 +79,10 @@ class Outbox:
         delivery: ``"at_least_once"`` resends a message whose fate is unknown (an answer
             lost, or a crash mid-send), which may post it twice; ``"at_most_once"`` never
             resends it and reports it ``UNKNOWN`` instead, which may lose it.
-        on_pause: Called with the error when the service answers 401, 403 or 404, which
-            pauses the outbox until :meth:`resume` (see :attr:`paused`).
+        on_pause: Called with the error when the service answers 401, 403, 404 or a redirect
+            (3xx), or when the store cannot record that a message is about to be sent
+            (``at_most_once``): that pauses the outbox until :meth:`resume` (see
+            :attr:`paused`).
         on_dead_letter: Called with each new :class:`DeadLetter`, before the next message
             starts (so calling :meth:`pause` from it stops the queue right there).
 
@@ -151,6 +155,8 @@ class Outbox:
         self._sender: anyio.CancelScope | None = None
         self._closed_event: anyio.Event | None = None
         self._undelivered: list[Receipt] = []
+        # Outcomes the store failed to record (a full disk): id -> new state, None to remove.
+        self._unrecorded: dict[int, tuple[StoredState | None, str | None]] = {}
         self._label = f"outbox of {client.url}"
 
     def __repr__(self) -> str:
@@ -173,7 +179,7 @@ class Outbox:
 
     @property
     def pause_error(self) -> HookAPIError | None:
-        """The 401/403/404 answer that paused the outbox, if that is why it is paused."""
+        """The answer (401, 403, 404, 3xx) or store error that paused the outbox, if any."""
         return self._pause_error
 
     @property
@@ -204,7 +210,11 @@ class Outbox:
     async def __aenter__(self) -> Self:
         if self._phase != "new":
             raise OutboxClosedError("This Outbox has already run; create a new one.")
-        rows = await self._store.open()
+        if isinstance(self._store, SQLiteStore):
+            # The file remembers its hook, so that its messages never go to another one.
+            rows = await self._store.open(hook=self._client.url)
+        else:
+            rows = await self._store.open()
         try:
             await self._resume(rows)
         except BaseException:
@@ -237,9 +247,12 @@ class Outbox:
             if tasks is not None:
                 # The senders have stopped: an error from the block is not theirs, and handing
                 # it to the task group would only wrap it in an exception group.
-                if not isinstance(exc_value, anyio.get_cancelled_exc_class()):
-                    exc_type = exc_value = traceback = None
-                handled = await tasks.__aexit__(exc_type, exc_value, traceback)
+                if isinstance(exc_value, anyio.get_cancelled_exc_class()):
+                    handled = await tasks.__aexit__(exc_type, exc_value, traceback)
+                else:
+                    # What a task group with no error returns means nothing for the block's
+                    # own error (trio's says True): that error must go on.
+                    await tasks.__aexit__(None, None, None)
         return handled
 
     async def _run_sender(
@@ -314,6 +327,7 @@ class Outbox:
         self._phase = "closing"
         self._notify()
         try:
+            await self._settle_puts()
             with anyio.move_on_after(timeout):
                 while (self._queue or self._sending) and not self._paused:
                     await self._wait_changed()
@@ -327,6 +341,8 @@ class Outbox:
         assert self._stopped is not None
         self._sender.cancel()
         await self._stopped.wait()
+        await self._settle_puts()
+        await self._flush_at_close()
         self._undelivered = self.pending
         error = OutboxClosedError(
             "The outbox closed before this message was delivered; a durable store keeps it "
@@ -340,13 +356,50 @@ class Outbox:
             self._phase = "closed"
             assert self._closed_event is not None
             self._closed_event.set()
-            if self._undelivered:
-                logger.info(
-                    "hookapi: %s closed with %d message(s) undelivered",
-                    self._label,
-                    len(self._undelivered),
-                    extra={"hookapi_event": "outbox"},
-                )
+            self._report_undelivered()
+
+    async def _flush_at_close(self) -> None:
+        if not self._unrecorded:
+            return
+        try:
+            await self._flush_records()
+        except Exception as exc:
+            ids = ", ".join(map(str, sorted(self._unrecorded)))
+            logger.warning(
+                "hookapi: %s: the store could not record the outcome of message(s) %s (%s); "
+                "the next start finds them as they were before (queued ones are sent again)",
+                self._label,
+                ids,
+                exc,
+                extra={"hookapi_event": "outbox"},
+            )
+
+    async def _settle_puts(self) -> None:
+        """Wait for a ``put`` the store is committing, so that its receipt is counted."""
+        if self._put_lock is not None:
+            # A put holding the lock is committing (shielded, brief) or waiting for room,
+            # which the closing phase ends: after it, every put sees the outbox closed.
+            async with self._put_lock:
+                pass
+
+    def _report_undelivered(self) -> None:
+        count = len(self._undelivered)
+        if not count:
+            return
+        if isinstance(self._store, MemoryStore):
+            fate = (
+                "they are kept in memory only, and are lost when this process ends unless a "
+                "new Outbox is given the same MemoryStore"
+            )
+        else:
+            fate = f"{self._store!r} keeps them for the next start"
+        logger.warning(
+            "hookapi: %s closed with %d message(s) undelivered: %s",
+            self._label,
+            count,
+            fate,
+            extra={"hookapi_event": "outbox", "hookapi_undelivered": count},
+        )
 
     # -- accepting -----------------------------------------------------------------------------
 
@@ -449,7 +502,12 @@ class Outbox:
         receipt.state = ReceiptState.SENDING
         self._log_state(receipt)
         if self._at_most_once:
-            await self._store.update(receipt.id, StoredState.SENDING)
+            try:
+                await self._store.update(receipt.id, StoredState.SENDING)
+            except StoreError as exc:
+                # Unrecorded, a crash mid-send would resend it: at_most_once must not send.
+                self._pause(exc)
+                return False
         rounds = 0
         while True:
             now = anyio.current_time()
@@ -510,8 +568,7 @@ class Outbox:
     # -- outcomes ------------------------------------------------------------------------------
 
     async def _finish_delivered(self, receipt: Receipt, result: PostResult) -> None:
-        with self._shield():
-            await self._store.remove(receipt.id)
+        await self._record(receipt.id, None)
         self._sending.pop(receipt.id, None)
         receipt._settle(ReceiptState.DELIVERED, result=result, error=None)
         self._log_state(receipt)
@@ -522,8 +579,7 @@ class Outbox:
     ) -> None:
         reason = str(error)
         stored = StoredState.FAILED if state is ReceiptState.FAILED else StoredState.UNKNOWN
-        with self._shield():
-            await self._store.update(receipt.id, stored, reason=reason)
+        await self._record(receipt.id, stored, reason)
         self._sending.pop(receipt.id, None)
         self._dead[receipt.id] = DeadLetter(
             id=receipt.id, text=receipt.text, state=state, reason=reason, error=error
@@ -546,7 +602,7 @@ class Outbox:
         await self._drop(receipt, why)
 
     async def _drop(self, receipt: Receipt, why: str) -> None:
-        await self._store.remove(receipt.id)
+        await self._record(receipt.id, None)
         receipt._settle(ReceiptState.DROPPED, error=dropped_error(receipt, why))
         logger.warning(
             "hookapi: %s: message %d dropped: %s",
@@ -570,7 +626,7 @@ class Outbox:
             await self._finish_dead(receipt, error, ReceiptState.UNKNOWN)
             return
         if self._at_most_once:
-            await self._store.update(receipt.id, StoredState.QUEUED)
+            await self._record(receipt.id, StoredState.QUEUED)
         receipt._requeue()
         index = 0
         while index < len(self._queue) and self._queue[index].id < receipt.id:
@@ -593,6 +649,41 @@ class Outbox:
             self._notify()
             if self._on_pause is not None:
                 self._on_pause(error)
+
+    async def _record(self, id: int, state: StoredState | None, reason: str | None = None) -> None:
+        """Record a message's outcome (``None``: remove it); a store error does not stop us.
+
+        The outcome is final in memory whatever the store says: a delivered message is never
+        sent again in this run. One the store could not record (a full disk) is tried again
+        at the next record and at close; only a restart before then would find it as it was.
+        """
+        self._unrecorded[id] = (state, reason)
+        with self._shield():
+            try:
+                await self._flush_records()
+            except StoreError as exc:
+                logger.warning(
+                    "hookapi: %s: could not record message %d as %s (%s); the outbox goes on "
+                    "and records it at its next write",
+                    self._label,
+                    id,
+                    "done" if state is None else state.value,
+                    exc,
+                    extra=_extra(id),
+                )
+
+    async def _flush_records(self) -> None:
+        for id in sorted(self._unrecorded):
+            found = self._unrecorded.get(id)
+            if found is None:
+                continue  # another sender recorded it meanwhile
+            state, reason = found
+            if state is None:
+                await self._store.remove(id)
+            else:
+                await self._store.update(id, state, reason=reason)
+            if self._unrecorded.get(id) == found:
+                del self._unrecorded[id]
 
     # -- dead letters --------------------------------------------------------------------------
 
@@ -619,8 +710,9 @@ class Outbox:
         if id not in self._dead:
             raise KeyError(f"The {self._label} has no dead letter {id}.")
         self._check_open()
-        del self._dead[id]
         await self._store.remove(id)
+        del self._dead[id]
+        self._unrecorded.pop(id, None)
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -11,7 +11,58 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["MemoryStore", "OutboxStore", "StoredMessage", "StoredState"]
+from .._exceptions import HookAPIError
+
+__all__ = [
+    "MemoryStore",
+    "OutboxStore",
+    "StoreError",
+    "StoreHookMismatchError",
+    "StoreInUseError",
+    "StoredMessage",
+    "StoredState",
+]
+
+
+class StoreError(HookAPIError):
+    """An outbox's store could not be used: its file is damaged, read-only, full, or newer.
+
+    The message names the file and says what is wrong with it. Raised by ``async with
+    Outbox(...)`` (the outbox does not start), by ``put`` (the message was not accepted), and
+    given to ``on_pause`` when the outbox cannot record that a message is about to be sent.
+
+    Attributes:
+        path: The store's file.
+    """
+
+    concerns_message = False
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StoreInUseError(StoreError):
+    """Another outbox (in this process or another) has the store's file open.
+
+    Two outboxes on one file would both deliver every message in it; each outbox (each
+    worker process, say) needs its own file.
+    """
+
+
+class StoreHookMismatchError(StoreError):
+    """The store's file holds messages for another hook than the outbox's client posts to.
+
+    Attributes:
+        path: The store's file.
+        stored_hook: The hook the file serves, as a URL with the secret shown as ``***``.
+        hook: The hook of the client that tried to open it, shown the same way.
+    """
+
+    def __init__(self, message: str, *, path: str, stored_hook: str, hook: str) -> None:
+        super().__init__(message, path=path)
+        self.stored_hook = stored_hook
+        self.hook = hook
 
 
 class StoredState(enum.StrEnum):

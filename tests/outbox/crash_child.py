@@ -3,7 +3,8 @@
 Starting a fresh interpreter per run would cost more than the runs themselves, so this one
 imports everything once and forks a child per line of standard input (a JSON object of
 options). It prints the child's pid as soon as it runs, then its wait status when it ends.
-Each child resumes the outbox stored in the given SQLite file and delivers it all.
+Each child resumes the outbox stored in the given SQLite file and delivers it all, or exits
+with :data:`IN_USE` when another process has the file open.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from typing import Any
 import anyio
 import trio  # noqa: F401  (imported before forking, so no child pays for it)
 
-from hookapi import AsyncHookClient, Outbox, RetryPolicy
+from hookapi import AsyncHookClient, Outbox, RetryPolicy, StoreInUseError
 from hookapi._http import ConnectionPool  # noqa: F401  (the same: imported once)
+
+#: The exit code of a child refused because another one has the file open.
+IN_USE = 3
 
 
 async def deliver(options: dict[str, Any]) -> None:
@@ -47,6 +51,8 @@ def main() -> None:
             code = 0
             try:
                 anyio.run(deliver, options, backend=options["backend"])
+            except StoreInUseError:
+                code = IN_USE  # another child has the file: the parent starts this one again
             except BaseException:
                 traceback.print_exc()
                 code = 1

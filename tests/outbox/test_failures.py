@@ -1,4 +1,4 @@
-"""Refusals: a 400 becomes a dead letter, a 401/403/404 pauses the outbox, and both are reported."""
+"""Refusals: a 400 is a dead letter; a 401, 403, 404 or redirect pauses; both are reported."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 
 import anyio
 import pytest
+import respx
 
 from hookapi import (
     AsyncHookClient,
@@ -19,6 +20,7 @@ from hookapi import (
 )
 from hookapi.emulator import Emulator
 
+from ..conftest import ClientFactory
 from .conftest import texts
 
 pytestmark = pytest.mark.anyio
@@ -115,3 +117,27 @@ async def _tick() -> None:
 
 def _paused(outbox: Outbox) -> bool:
     return outbox.paused  # read afresh: a type checker keeps an earlier narrowing
+
+
+@pytest.mark.parametrize("status", [301, 308, 302, 307])
+async def test_a_redirect_pauses_the_outbox_instead_of_failing_the_queue(
+    router: respx.MockRouter, make_client: ClientFactory, message_url: str, status: int
+) -> None:
+    moved = router.post(message_url).respond(
+        status, headers={"Location": "https://hooks.example.test/v2/moved"}
+    )
+    reported: list[HookAPIError] = []
+    async with Outbox(make_client(), on_pause=reported.append) as outbox:
+        receipts = [await outbox.put(f"m{i}") for i in range(5)]
+        with anyio.move_on_after(60):  # virtual time
+            while not outbox.paused:
+                await _tick()
+        assert outbox.failed() == []  # no dead letter, and no request past the first
+        (error,) = reported
+        assert getattr(error, "status_code", None) == status
+        assert moved.call_count == 1
+        assert [r.state for r in receipts] == [ReceiptState.QUEUED] * 5
+        router.post(message_url).respond(200, text="ok")  # the hook's URL was fixed
+        outbox.resume()
+        for receipt in receipts:
+            await receipt.wait()

@@ -267,3 +267,84 @@ async def test_two_tasks_closing_at_once_get_the_same_answer(
             tg.start_soon(close, outbox)
             tg.start_soon(close, outbox)
     assert answers == [receipts[1:], receipts[1:]]
+
+
+class SlowStore(MemoryStore):
+    """A store whose commit of a new message takes as long as the test says (a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adding = anyio.Event()
+        self.release = anyio.Event()
+
+    async def add(self, text: str, *, expires_at: float | None) -> int:
+        self.adding.set()
+        await self.release.wait()
+        return await super().add(text, expires_at=expires_at)
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["running", "paused"])
+async def test_a_put_racing_aclose_gets_a_receipt_that_settles(
+    emulator: Emulator, client: AsyncHookClient, paused: bool
+) -> None:
+    store = SlowStore()
+    receipts: list[Receipt] = []
+    left: list[Receipt] = []
+    async with Outbox(client, store=store) as outbox:
+        if paused:
+            outbox.pause()
+
+        async def put() -> None:
+            receipts.append(await outbox.put("raced"))
+
+        async def close() -> None:
+            left.extend(await outbox.aclose())
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(put)
+            await store.adding.wait()  # the put is committing...
+            tasks.start_soon(close)
+            await anyio.sleep(1)  # ...while aclose runs as far as it can
+            store.release.set()
+    (receipt,) = receipts
+    with anyio.fail_after(HOUR):  # virtual time: an unsettled receipt fails, it does not hang
+        if paused:
+            assert left == [receipt]
+            with pytest.raises(OutboxClosedError):
+                await receipt.wait()
+        else:
+            await receipt.wait()
+            assert left == []
+            assert texts(emulator) == ["raced"]
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "sqlite"])
+async def test_messages_left_at_close_are_a_warning_with_their_count(
+    emulator: Emulator,
+    client: AsyncHookClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    durable: bool,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hookapi")
+    store = SQLiteStore(tmp_path / "outbox.sqlite") if durable else MemoryStore()
+    emulator.fail_next(503, times=1000)  # an outage longer than the drain
+    async with Outbox(client, store=store, drain_timeout=5) as outbox:
+        for i in range(3):
+            await outbox.put(f"m{i}")
+    (record,) = [r for r in caplog.records if "undelivered" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "closed with 3 message(s) undelivered" in record.getMessage()
+    assert record.hookapi_undelivered == 3  # type: ignore[attr-defined]
+    if durable:
+        assert "keeps them for the next start" in record.getMessage()
+    else:
+        assert "lost when this process ends" in record.getMessage()
+
+
+async def test_an_error_inside_the_block_is_raised_not_swallowed(
+    client: AsyncHookClient,
+) -> None:
+    with pytest.raises(ZeroDivisionError):
+        async with Outbox(client):
+            1 / 0  # noqa: B018

@@ -17,6 +17,7 @@ from hookapi import (
     ReceiptState,
     SQLiteStore,
     StoredState,
+    StoreError,
 )
 from hookapi.emulator import Emulator
 
@@ -41,9 +42,11 @@ async def test_put_returns_once_the_message_is_committed(
     emulator.fail_next(404)  # pause at once, so the messages stay queued
     async with Outbox(client, store=store) as outbox:
         receipt = await outbox.put("kept")
-        assert rows(path) == [(receipt.id, "kept", "queued")]
         connection = store._connection
         assert connection is not None
+        # Only the outbox's own connection may read the file while it is open.
+        found = connection.execute("SELECT id, text, state FROM hookapi_outbox").fetchall()
+        assert found == [(receipt.id, "kept", "queued")]
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert connection.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
     assert rows(path) == [(receipt.id, "kept", "queued")]
@@ -149,5 +152,7 @@ async def test_the_store_refuses_misuse(tmp_path: Path) -> None:
 async def test_a_file_that_is_not_a_database_is_refused_and_closed(tmp_path: Path) -> None:
     path = tmp_path / "not.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(sqlite3.DatabaseError):
-        await SQLiteStore(path).open()
+    store = SQLiteStore(path)
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        await store.open()
+    assert store._connection is None
