@@ -27,6 +27,8 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_attr_annotations = True
+# The TLS options' aliases link to their entries in the reference instead of spelling out the union.
+autodoc_type_aliases = {"VerifyTypes": "hookapi.VerifyTypes", "CertTypes": "hookapi.CertTypes"}
 
 html_theme = "furo"
 html_title = f"hookapi {release}"

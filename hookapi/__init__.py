@@ -30,7 +30,7 @@ from ._exceptions import (
     ServiceUnavailableError,
     WrongEventLoopError,
 )
-from ._http import InsecureTLSWarning
+from ._http import CertTypes, InsecureTLSWarning, VerifyTypes
 from ._quota import MemoryQuota, QuotaPolicy, QuotaStore, RateLimit
 from ._redis import RedisQuota
 from ._retry import RetryPolicy
@@ -66,6 +66,7 @@ __all__ = [
     "AsyncHookClient",
     "AuthenticationError",
     "BadRequestError",
+    "CertTypes",
     "ClientClosedError",
     "ClientOptions",
     "ConnectionPool",
@@ -104,6 +105,7 @@ __all__ = [
     "StoreInUseError",
     "StoredMessage",
     "StoredState",
+    "VerifyTypes",
     "WrongEventLoopError",
     "__version__",
 ]
