@@ -516,6 +516,7 @@ class _RedisHook:
             _number(limit.remaining),
             token.started,
             token.name,
+            self._store._policy.max_refused_probes_per_hour,
         ]
         self._send("settle", SETTLE, args)
 
