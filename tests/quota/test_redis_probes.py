@@ -1,14 +1,17 @@
 """RedisQuota's cap on refused probes: ``max_refused_probes_per_hour`` holds for the fleet.
 
-Several ``RedisQuota`` objects stand for several processes of one hook. The service refuses
-every request (its quota is spent by someone else, and it sends no ``Retry-After``): left to
-the doubling schedule alone, the fleet would provoke a 429 every ``max_probe_interval``; the
-cap allows ``max_refused_probes_per_hour`` in any hour, for all processes together. The loop
-and the store's time in Redis run an hour per real second, as in ``test_redis_quota``.
+Several ``RedisQuota`` objects stand for several processes of one hook, and then real
+processes (``fleet_worker``) post through the emulator. The service refuses every request (its
+quota is spent by someone else, and it sends no ``Retry-After``): left to the doubling schedule
+alone, the fleet would provoke a 429 every ``max_probe_interval``; the cap allows
+``max_refused_probes_per_hour`` in any hour, for all processes together. The loop and the
+store's time in Redis run an hour per real second, as in ``test_redis_quota``; the processes
+and the emulator run on the fleet tests' clock (``test_redis_fleet``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections import Counter
@@ -21,9 +24,11 @@ import pytest
 from hookapi import QuotaPolicy, RateLimit, RedisQuota
 from hookapi._quota import HookQuota, NotNow, QuotaAnswer
 from hookapi._redis import _store
-from hookapi.cli._stage import ScaledClock, ScaledTimeLoop
+from hookapi.cli._stage import BackgroundServer, ScaledClock, ScaledTimeLoop
+from hookapi.emulator import Emulator
 
 from .redis_server import RedisServer
+from .test_redis_fleet import Fleet, GoClock
 from .test_redis_quota import KEY, SCALE, ok, raw_client, settle, take
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -152,3 +157,60 @@ async def test_the_refusals_key_follows_the_hook_and_lives_an_hour(
         # an hour and the margin of this store's time, in real milliseconds
         assert 0 < ttl <= math.ceil((HOUR + POLICY.margin) / SCALE * 1000)
     assert refusals_key.startswith(f"{quota._prefix}{{{KEY.hook_id}}}:")
+
+
+class Answers:
+    """Wraps the emulator's app: records when each answer goes out, and its status."""
+
+    def __init__(self, app: Any, clock: Callable[[], float]) -> None:
+        self._app = app
+        self._clock = clock
+        self.sent: list[tuple[float, int]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def recorded(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.sent.append((self._clock(), message["status"]))
+            await send(message)
+
+        await self._app(scope, receive, recorded)
+
+
+@pytest.mark.socket
+def test_real_processes_are_refused_the_cap_per_hour_in_total(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = {"probe_interval": 10.0, "max_probe_interval": 60.0}
+    monkeypatch.setenv("FLEET_POLICY", json.dumps({**options, "max_refused_probes_per_hour": CAP}))
+    clock = GoClock()
+    emulator = Emulator(per_hour=100, per_day=1000, clock=clock)
+    hook = emulator.create_hook("Fleet")
+    # The service refuses the next seven requests, whoever sends them, with no Retry-After.
+    refused = 2 * CAP + 1
+    emulator.fail_next(429, times=refused)
+    answers = Answers(emulator.app, clock)
+    background = BackgroundServer(answers, host="127.0.0.1", port=0)
+    server = background.start()
+    fleet = Fleet(redis_server, hook.url_for(server.url))
+    try:
+        workers = [fleet.spawn(f"p{n}", 2) for n in range(3)]
+        clock.go()
+        fleet.go(*workers)
+        for worker in workers:
+            worker.finish()
+    finally:
+        fleet.stop()
+        background.stop()
+    for worker in workers:
+        assert worker.report["failed"] == [], worker.stderr
+    assert sorted(m.text for m in emulator.messages(hook)) == [
+        f"p{n} {k}" for n in range(3) for k in range(2)
+    ]
+    times = [t for t, status in answers.sent if status == 429]
+    print(f"\n[probes] processes: 429s at {[round(t) for t in times]} (quota seconds)")
+    assert len(times) == refused
+    # Three processes, one cap: three 429s in the first hour, three in the next, then the
+    # last one; each process on its own would have allowed three.
+    assert most_in_any_hour(times) == CAP
+    assert times[CAP] - times[0] >= HOUR
+    assert times[2 * CAP] - times[CAP] >= HOUR
