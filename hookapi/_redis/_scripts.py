@@ -376,8 +376,8 @@ if refused then
   -- The cap counts the fleet's refusals in the last hour, whichever process provoked them:
   -- once it is reached, nothing goes until the oldest of the last `cap` is an hour old.
   local cap = tonumber(ARGV[14])
-  redis.call('ZADD', R, now, ARGV[13])
-  redis.call('ZREMRANGEBYSCORE', R, '-inf', now - HOUR)
+  redis.call('ZADD', R, string.format('%.17g', now), ARGV[13])
+  redis.call('ZREMRANGEBYSCORE', R, '-inf', string.format('%.17g', now - HOUR))
   redis.call('ZREMRANGEBYRANK', R, 0, -cap - 1)
   if redis.call('ZCARD', R) >= cap then
     local oldest = redis.call('ZRANGE', R, 0, 0, 'WITHSCORES')
