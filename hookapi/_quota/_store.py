@@ -108,7 +108,8 @@ class QuotaPolicy:
             ``3600 / per_hour`` (1 s until the hourly quota is known). A ``Retry-After``
             longer than the interval wins.
         max_probe_interval: Seconds: the doubling stops here.
-        max_refused_probes_per_hour: Refusals (429s) provoked in any hour, at most.
+        max_refused_probes_per_hour: Refusals (429s) provoked in any hour, at most; a
+            shared store counts those of every process together.
         margin: Seconds added to every moment a request is believed to leave the service's
             window, against clock drift between the client and the service.
 

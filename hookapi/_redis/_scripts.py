@@ -9,22 +9,34 @@ Keys, all under one hash tag so that Redis Cluster keeps a hook in one slot:
 ``state`` (hash), ``hour`` and ``day`` (hashes: time bucket -> requests counted),
 ``flight`` (sorted set: reservation -> lease end), ``queue`` (sorted set: waiting process ->
 slots it took while others waited), ``waiting`` (sorted set: waiting process -> lease end)
-``starts`` (hash: hour bucket -> when its earliest request started) and ``parked`` (hash:
-process that stopped waiting for a moment -> its place in the rounds).
+``starts`` (hash: hour bucket -> when its earliest request started), ``parked`` (hash:
+process that stopped waiting for a moment -> its place in the rounds) and ``refused`` (sorted
+set: reservation -> when the service refused it, for the last hour; it lives an hour past its
+last refusal).
 """
 
 from __future__ import annotations
 
 __all__ = ["BUDGET", "KEY_NAMES", "RELEASE", "RESERVE", "SETTLE"]
 
-KEY_NAMES = ("state", "hour", "day", "flight", "queue", "waiting", "starts", "parked")
+KEY_NAMES = (
+    "state",
+    "hour",
+    "day",
+    "flight",
+    "queue",
+    "waiting",
+    "starts",
+    "parked",
+    "refused",
+)
 
 # The shared part: load the state, expire what time has made obsolete, and the budget.
 _PRELUDE = r"""
 local HOUR, DAY = 3600.0, 86400.0
 local HW, DW = 1.0, 360.0
 local S, H, D, F, Q, W, B = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local P = KEYS[8]
+local P, R = KEYS[8], KEYS[9]
 local scale = tonumber(ARGV[1])
 local margin = tonumber(ARGV[2])
 local max_probe = tonumber(ARGV[4])
@@ -236,9 +248,12 @@ local function save()
   end
   if #put > 0 then redis.call('HSET', S, unpack(put)) end
   if #del > 0 then redis.call('HDEL', S, unpack(del)) end
-  -- Every key lives a day and an hour past its last change, in real milliseconds.
+  -- Every key lives a day and an hour past its last change, in real milliseconds; the
+  -- refusals only an hour past the last one (older ones no longer count).
   local ttl = math.ceil((DAY + HOUR) / scale * 1000)
-  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+  for _, key in ipairs(KEYS) do
+    if key ~= R then redis.call('PEXPIRE', key, ttl) end
+  end
 end
 """
 
@@ -332,7 +347,8 @@ return {0, wait, reason}
 )
 
 # ARGV (after the common four): reservation, settled before, refused ("1"/"0"), retry after,
-# per hour, per day, remaining ("" when unknown), when it was reserved (quota seconds), its name.
+# per hour, per day, remaining ("" when unknown), when it was reserved (quota seconds), its name,
+# and the most refusals the fleet may provoke in any hour.
 SETTLE = (
     _PRELUDE
     + r"""
@@ -357,6 +373,17 @@ if refused then
     retry_after = math.min(max_probe, probe_interval() * 2 ^ (st.refusals - 1))
   end
   set('blocked', math.max(st.blocked or -1, now + retry_after))
+  -- The cap counts the fleet's refusals in the last hour, whichever process provoked them:
+  -- once it is reached, nothing goes until the oldest of the last `cap` is an hour old.
+  local cap = tonumber(ARGV[14])
+  redis.call('ZADD', R, string.format('%.17g', now), ARGV[13])
+  redis.call('ZREMRANGEBYSCORE', R, '-inf', string.format('%.17g', now - HOUR))
+  redis.call('ZREMRANGEBYRANK', R, 0, -cap - 1)
+  if redis.call('ZCARD', R) >= cap then
+    local oldest = redis.call('ZRANGE', R, 0, 0, 'WITHSCORES')
+    set('blocked', math.max(st.blocked, tonumber(oldest[2]) + HOUR))
+  end
+  redis.call('PEXPIRE', R, math.ceil((HOUR + margin) / scale * 1000))
   set('probe', 1)
   local r = 0
   if remaining ~= nil then r = math.min(0, remaining) end

@@ -101,10 +101,11 @@ class RedisQuota:
     Pass it as ``quota=`` to the client of every process (and every machine) that posts
     through the hook. Reservations, refunds and each answer's ``Remaining`` are applied
     atomically in Redis; a 429 blocks the whole fleet, which sends one probe afterwards; the
-    processes waiting for the quota are served in rounds. Keys are
+    processes waiting for the quota are served in rounds; the cap on refusals an hour of the
+    policy holds for the whole fleet, not per process. Keys are
     ``{prefix}{{hook_id}}:{digest of the base URL}:...`` (one hash tag per hook, for Redis
-    Cluster) and expire a day and an hour after their last change; the secret is never
-    stored, and never logged.
+    Cluster) and expire a day and an hour after their last change (the refusals of the last
+    hour, an hour after the last one); the secret is never stored, and never logged.
 
     Args:
         url_or_client: A Redis URL (``redis://host:6379/0``, ``rediss://``, ``unix://``), or a
@@ -117,7 +118,8 @@ class RedisQuota:
         lease: Seconds a reservation holds its slot without being settled: after that it
             counts as sent, so the slots of a process that died mid-request come back to
             the others. Longer than any request may take.
-        policy: How a 429 is followed by probes (default: ``QuotaPolicy()``).
+        policy: How a 429 is followed by probes (default: ``QuotaPolicy()``). Its
+            ``max_refused_probes_per_hour`` counts the 429s of every process together.
 
     Raises:
         ImportError: redis-py is not installed (the ``redis`` extra).
@@ -516,6 +518,7 @@ class _RedisHook:
             _number(limit.remaining),
             token.started,
             token.name,
+            self._store._policy.max_refused_probes_per_hour,
         ]
         self._send("settle", SETTLE, args)
 

@@ -1,7 +1,8 @@
 """One process of a fleet posting through one hook with a RedisQuota, on a sped-up clock.
 
 Run as ``python -m tests.quota.fleet_worker NAME HOOK_URL REDIS_URL PREFIX SCALE COUNT
-TASKS``. It prints ``ready`` once imported, waits for a line on stdin (so that every process
+TASKS``; ``FLEET_POLICY`` in the environment, if set, holds the ``QuotaPolicy`` options as
+JSON. It prints ``ready`` once imported, waits for a line on stdin (so that every process
 starts together), posts ``COUNT`` messages ``"NAME n"`` from ``TASKS`` tasks, and prints one
 JSON line: what it posted and what failed. Its log records go to stderr.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import anyio
 
-from hookapi import AsyncHookClient, HookAPIError, RedisQuota, RetryPolicy
+from hookapi import AsyncHookClient, HookAPIError, QuotaPolicy, RedisQuota, RetryPolicy
 from hookapi._quota import HookKey
 from hookapi.cli._stage import ScaledClock, ScaledTimeLoop
 
@@ -32,7 +34,14 @@ async def run(name: str, hook_url: str, redis_url: str, prefix: str, scale: floa
     # A reservation's lease outlasts any attempt (0.4 real seconds at most) with room for a
     # process starved of CPU on a busy machine: a lease that ends under a live request counts
     # it as sent, and costs its slot for an hour.
-    quota = RedisQuota(redis_url, prefix=prefix, lease=LEASE * scale, _time_scale=scale)
+    options = json.loads(os.environ.get("FLEET_POLICY", "{}"))
+    quota = RedisQuota(
+        redis_url,
+        prefix=prefix,
+        lease=LEASE * scale,
+        policy=QuotaPolicy(**options),
+        _time_scale=scale,
+    )
     policy = RetryPolicy(
         initial_delay=1.0, max_delay=60.0, max_retry_after=2 * 3600.0, deadline=10 * DAY
     )
