@@ -33,12 +33,6 @@ async def locked_server(own_redis_server: RedisServer) -> RedisServer:
     return own_redis_server
 
 
-@pytest.fixture
-def short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    # redis-py retries a refused connection with backoff: a short bound ends the call first.
-    monkeypatch.setattr(_store, "REDIS_TIMEOUT", 0.05)
-
-
 async def test_available_is_false_while_raise_mode_refuses(
     own_redis_server: RedisServer,
 ) -> None:
@@ -58,7 +52,6 @@ async def test_available_is_false_while_raise_mode_refuses(
         assert quota.available
 
 
-@pytest.mark.usefixtures("short_timeout")
 async def test_a_refused_password_on_a_given_client_is_named(locked_server: RedisServer) -> None:
     client = redis.asyncio.Redis(host="127.0.0.1", port=locked_server.port, password="wrong-pw")
     try:
@@ -75,7 +68,6 @@ async def test_a_refused_password_on_a_given_client_is_named(locked_server: Redi
     assert "wrong-pw" not in text + repr(caught.value.__cause__)
 
 
-@pytest.mark.usefixtures("short_timeout")
 async def test_a_refused_password_in_local_mode_is_named_in_the_warning(
     locked_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
