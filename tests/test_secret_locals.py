@@ -2,8 +2,8 @@
 
 Error trackers (Sentry by default), ``pytest -l`` and rich's ``show_locals`` render the local
 variables of every frame in an error's traceback, and of every error it chains. Each failure
-path (refused, unresolvable, TLS, read timeout, reset mid-answer, and a proxy's 407 and 502),
-on asyncio and trio, with and without an authenticating proxy, is walked three ways: the
+path (refused, unresolvable, TLS, read timeout, reset mid-answer, a proxy's 407 and 502, and a
+post cancelled by its caller's own timeout), on asyncio and trio, with and without an authenticating proxy, is walked three ways: the
 standard library's ``TracebackException(capture_locals=True)``, every frame's ``f_locals``
 reached through the tracebacks, and the JSON event of the real Sentry SDK.
 
@@ -67,6 +67,7 @@ PATHS = (
     "tls-untrusted",
     "read-timeout",
     "reset",
+    "cancelled",
 )
 PROXY_PATHS = ("proxy-407", "proxy-407-http", "proxy-502")
 CASES = [(path, False) for path in PATHS] + [(path, True) for path in PATHS + PROXY_PATHS]
@@ -260,7 +261,7 @@ async def target(path: str) -> AsyncIterator[str]:
         trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
         async with serving(ok_answer, context) as port:
             yield f"https://127.0.0.1:{port}"
-    elif path == "read-timeout":
+    elif path in ("read-timeout", "cancelled"):
         async with serving(never_answers) as port:
             yield f"http://127.0.0.1:{port}"
     elif path == "reset":
@@ -272,16 +273,23 @@ async def target(path: str) -> AsyncIterator[str]:
             yield f"{scheme}://127.0.0.1:{port}"
 
 
-async def failed_post(client: AsyncHookClient) -> HookAPIError:
-    """The error a caller gets; this frame holds nothing but the client and the error."""
+async def failed_post(client: AsyncHookClient, path: str) -> BaseException:
+    """The error a caller gets; this frame holds nothing but the client and the error.
+
+    ``cancelled``: the caller's own timeout cancels the post while it waits for the answer.
+    """
     try:
-        await client.post_message("hello")
-    except HookAPIError as exc:
+        if path == "cancelled":
+            with anyio.fail_after(READ_TIMEOUT):
+                await client.post_message("hello")
+        else:
+            await client.post_message("hello")
+    except (HookAPIError, TimeoutError) as exc:
         return exc
     raise AssertionError("the post did not fail")
 
 
-async def fail(path: str, secret: str, proxy: AuthProxy | None, wrong: str) -> HookAPIError:
+async def fail(path: str, secret: str, proxy: AuthProxy | None, wrong: str) -> BaseException:
     async with target(path) as base:
         options: dict[str, Any] = {}
         if proxy is not None:
@@ -296,7 +304,7 @@ async def fail(path: str, secret: str, proxy: AuthProxy | None, wrong: str) -> H
             **options,
         )
         async with client:
-            return await failed_post(client)
+            return await failed_post(client, path)
 
 
 def _found(needles: list[str], text: str) -> list[str]:
@@ -317,7 +325,10 @@ async def test_no_frame_local_holds_the_secret(
         hidden += needles(secret, wrong)[2:]  # the credentials this client sent
 
     # It still says what happened, and chains what the transport said, without frames.
-    assert isinstance(error, APIConnectionError | APIStatusError), repr(error)
+    if path == "cancelled":
+        assert isinstance(error, TimeoutError)  # the caller's own, unchanged
+    else:
+        assert isinstance(error, APIConnectionError | APIStatusError), repr(error)
     if path == "read-timeout":
         assert isinstance(error, APITimeoutError)
     if path == "proxy-407-http":
