@@ -3,9 +3,10 @@
 Error trackers (Sentry by default), ``pytest -l`` and rich's ``show_locals`` render the local
 variables of every frame in an error's traceback, and of every error it chains. Each failure
 path (refused, unresolvable, TLS, read timeout, reset mid-answer, a proxy's 407 and 502, and a
-post cancelled by its caller's own timeout), on asyncio and trio, with and without an authenticating proxy, is walked three ways: the
-standard library's ``TracebackException(capture_locals=True)``, every frame's ``f_locals``
-reached through the tracebacks, and the JSON event of the real Sentry SDK.
+post cancelled by its caller's own timeout), on asyncio and trio, with and without an
+authenticating proxy, is walked three ways: the standard library's
+``TracebackException(capture_locals=True)``, every frame's ``f_locals`` reached through the
+tracebacks, and the JSON event of the real Sentry SDK.
 
 Servers listen on 127.0.0.1 only; the unresolvable host is under ``.invalid``, which never
 resolves. The sockets are real, so time is too (``anyio_backend`` below).

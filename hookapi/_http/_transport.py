@@ -204,7 +204,7 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
                 # Its traceback below this frame runs through the inner transport's frames,
                 # whose locals hold the real URL (and, in httpcore's proxy connections, the
                 # proxy's credentials): the cancellation goes on from here without them.
-                raise exc.with_traceback(None)
+                raise exc.with_traceback(None)  # noqa: B904  (the same exception, re-raised)
             raise
         finally:
             request.url = public_url
