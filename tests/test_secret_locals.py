@@ -47,6 +47,7 @@ from hookapi import (
     AsyncHookClient,
     Delivery,
     HookAPIError,
+    HookClient,
     RetryPolicy,
     Secret,
 )
@@ -60,9 +61,12 @@ NOWHERE = "hookapi-secret-locals.invalid"
 #: The read timeout's only real wait; every other path fails at once.
 READ_TIMEOUT = 0.3
 TIMEOUT = 10.0
+#: Two attempts, through tenacity's frames, a hundredth of a second apart.
+RETRIED = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.01, jitter=False)
 
 PATHS = (
     "refused",
+    "refused-retried",
     "dns",
     "tls-plain",
     "tls-untrusted",
@@ -143,6 +147,10 @@ def chain_of(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def rendered_frames(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
+
+
 def frame_locals(exc: BaseException) -> Iterator[tuple[str, str, str]]:
     """(function, local name, repr) of every frame local in every traceback of the chain."""
     for current in chain_of(exc):
@@ -176,7 +184,6 @@ def sentry_json(exc: BaseException) -> str:
         dsn="http://key@127.0.0.1:1/1",
         transport=transport,
         include_local_variables=True,
-        default_integrations=False,
     )
     try:
         sentry_sdk.capture_exception(exc)
@@ -249,7 +256,7 @@ async def closed_port() -> int:
 @asynccontextmanager
 async def target(path: str) -> AsyncIterator[str]:
     """The base URL that fails the way ``path`` says."""
-    if path in ("refused", "proxy-502"):
+    if path in ("refused", "refused-retried", "proxy-502"):
         scheme = "https" if path == "proxy-502" else "http"
         yield f"{scheme}://127.0.0.1:{await closed_port()}"
     elif path == "dns":
@@ -300,7 +307,7 @@ async def fail(path: str, secret: str, proxy: AuthProxy | None, wrong: str) -> B
             secret=Secret(secret),
             base_url=base,
             timeout=READ_TIMEOUT if path == "read-timeout" else TIMEOUT,
-            retry=RetryPolicy.disabled(),
+            retry=RETRIED if path == "refused-retried" else RetryPolicy.disabled(),
             trust_env=False,
             **options,
         )
@@ -342,6 +349,8 @@ async def test_no_frame_local_holds_the_secret(
         assert all(link.__traceback__ is None for link in chain_of(cause))
         if path in ("refused", "dns", "tls-plain", "tls-untrusted", "proxy-502"):
             assert error.delivery is Delivery.NOT_SENT
+        if path == "refused-retried" and not proxied:
+            assert "tenacity" in rendered_frames(error)  # the second attempt went through it
     rendered = "".join(
         traceback.TracebackException(
             type(error), error, error.__traceback__, capture_locals=True
@@ -358,3 +367,39 @@ async def test_no_frame_local_holds_the_secret(
         "sentry": _found(hidden, event),
     }
     assert not any(leaks.values()), leaks
+
+
+def failed_sync_post(client: HookClient) -> HookAPIError:
+    """As :func:`failed_post`, for the sync client (whose portal thread runs the async one)."""
+    try:
+        client.post_message("hello")
+    except HookAPIError as exc:
+        return exc
+    raise AssertionError("the post did not fail")
+
+
+def test_the_sync_client_chains_the_same_copies() -> None:
+    secret = secrets.token_hex(20)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = HookClient(
+        hook_id=HOOK,
+        secret=Secret(secret),
+        base_url=f"http://127.0.0.1:{port}",
+        retry=RetryPolicy.disabled(),
+        trust_env=False,
+    )
+    with client:
+        error = failed_sync_post(client)
+    assert isinstance(error, APIConnectionError)
+    assert isinstance(error.__cause__, httpx.ConnectError)
+    rendered = "".join(
+        traceback.TracebackException(
+            type(error), error, error.__traceback__, capture_locals=True
+        ).format()
+    )
+    assert "self = <HookClient" in rendered or "self = <AsyncHookClient" in rendered
+    assert not _found(forms(secret), rendered)
+    assert not [where for where, _, shown in frame_locals(error) if _found(forms(secret), shown)]
+    assert not _found(forms(secret), sentry_json(error))
