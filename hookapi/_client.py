@@ -7,6 +7,7 @@ flows, and skipping them keeps the per-message cost close to the bare transport'
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -41,6 +42,7 @@ from ._http import (
     environment_proxy,
     loop_mismatch,
     proxy_transport,
+    sanitized_chain,
     tls_context,
 )
 from ._quota import (
@@ -57,6 +59,7 @@ from ._validate import check_base_url, check_proxy, check_timeout, encode_messag
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from ._http import CertTypes, VerifyTypes
@@ -238,6 +241,8 @@ class AsyncHookClient:
                     verify=True if context is None else context,
                     trust_env=trust_env,
                 )
+        # A closure, not attributes: what it hides shows in no repr and no frame's locals.
+        self._hide = _hider(self._secret, proxy_url)
         self._quota = quota if quota is not None else default_store()
         key = HookKey(base_url=str(self._base_url).rstrip("/"), hook_id=self._hook_id)
         self._transport = RateLimitTransport(
@@ -480,11 +485,17 @@ class AsyncHookClient:
             failure = exc
         else:
             return await self._handle(response)
-        # Raised outside the except block, so the original is not even the implicit context
-        # unless it is safe to show (its text may hold the real URL).
+        # Raised outside the except block, so the original is not even the implicit context,
+        # and dropped from this frame: its traceback reaches the frames that held the real
+        # URL and the proxy's credentials. The cause is a copy with redacted texts, no frames.
         if isinstance(failure, QuotaWaitTooLong):
-            raise self._local_refusal(failure.wait)
-        raise self._connection_error(failure) from _safe_cause(failure, self._secret)
+            wait = failure.wait
+            del failure
+            raise self._local_refusal(wait)
+        error = self._connection_error(failure)
+        cause = sanitized_chain(failure, self._hide)
+        del failure
+        raise error from cause
 
     def _local_refusal(self, wait: float | None, *, waited: bool = False) -> RateLimitError:
         # The wait is the client's own count: the service names no reset time, so a fixed
@@ -529,7 +540,7 @@ class AsyncHookClient:
     def _connection_error(self, exc: httpx.TransportError) -> APIConnectionError:
         delivery = delivery_of(exc)
         kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
-        detail = _redact(str(exc), self._secret).rstrip(" .") or type(exc).__name__
+        detail = self._hide(str(exc)).rstrip(" .") or type(exc).__name__
         where = (
             "before it was sent" if delivery is Delivery.NOT_SENT else "after it may have been sent"
         )
@@ -633,12 +644,24 @@ def _redact(text: str, secret: Secret) -> str:
     return text.replace(secret.reveal(), PLACEHOLDER)
 
 
-def _safe_cause(exc: BaseException, secret: Secret) -> BaseException | None:
-    """Chain ``exc`` only if no exception in its chain mentions the secret."""
-    value = secret.reveal()
-    seen: BaseException | None = exc
-    while seen is not None:
-        if value in str(seen) or value in repr(seen.args):
-            return None
-        seen = seen.__cause__ or seen.__context__
-    return exc
+def _hider(secret: Secret, proxy: httpx.URL | None) -> Callable[[str], str]:
+    """What redacts a client's failure texts: the secret, and the proxy's credentials.
+
+    The proxy's password alone is replaced only from 6 characters on: a shorter one would
+    blank out ordinary words; its ``user:password`` pair and their base64 (the
+    ``Proxy-Authorization`` header) always are.
+    """
+    hidden = {secret.reveal()}
+    if proxy is not None and proxy.userinfo:
+        pair = f"{proxy.username}:{proxy.password}"
+        hidden |= {pair, proxy.userinfo.decode("ascii"), base64.b64encode(pair.encode()).decode()}
+        if len(proxy.password) >= 6:
+            hidden.add(proxy.password)
+    ordered = sorted(hidden, key=len, reverse=True)  # a longer form first, whole
+
+    def hide(text: str) -> str:
+        for value in ordered:
+            text = text.replace(value, PLACEHOLDER)
+        return text
+
+    return hide

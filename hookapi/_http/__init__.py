@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ._loop import current_loop, loop_mismatch
 from ._proxy import environment_proxy, proxy_transport
+from ._sanitize import RedactedError, sanitized_chain
 from ._tls import CertTypes, InsecureTLSWarning, VerifyTypes, tls_context
 from ._transport import (
     ATTEMPT_EXTENSION,
@@ -38,6 +39,7 @@ __all__ = [
     "ConnectionPool",
     "InsecureTLSWarning",
     "RateLimitTransport",
+    "RedactedError",
     "VerifyTypes",
     "current_loop",
     "delivery_of",
@@ -45,6 +47,7 @@ __all__ = [
     "loop_mismatch",
     "proxy_transport",
     "reuse_within",
+    "sanitized_chain",
     "tls_context",
 ]
 

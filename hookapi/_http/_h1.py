@@ -80,11 +80,12 @@ def _request_head(request: httpx.Request) -> tuple[bytes, int, bool, bytes | Non
     method = request.method
     if method not in _KNOWN_METHODS and not _METHOD.fullmatch(method):
         raise httpx.LocalProtocolError("The request method is not a valid token.")
-    url = request.url
-    parts = [method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+    # The request line (the real path) joins the fields only in the return expression, so
+    # that no local of a frame that may raise holds it.
+    parts: list[bytes] = []
     length: bytes | None = None
     chunked = host = False
-    lines = 2  # the request line and the blank one
+    lines = 1  # the blank line
     for name, value in request.headers.raw:
         parts += (name, b": ", value, b"\r\n")
         lines += 1
@@ -98,7 +99,7 @@ def _request_head(request: httpx.Request) -> tuple[bytes, int, bool, bytes | Non
         elif lower == b"host":
             host = True
     if not host:
-        parts += (b"Host: ", url.netloc, b"\r\n")
+        parts += (b"Host: ", request.url.netloc, b"\r\n")
         lines += 1
     stream = request.stream
     body = b"".join(stream) if isinstance(stream, httpx.ByteStream) else None
@@ -112,9 +113,9 @@ def _request_head(request: httpx.Request) -> tuple[bytes, int, bool, bytes | Non
             parts += (b"Content-Length: ", length, b"\r\n")
             lines += 1
     parts.append(b"\r\n")
-    head = b"".join(parts)
+    fields = b"".join(parts)
     # Every line ends in CRLF and nothing else does: no header can start a line of its own.
-    if not head.count(b"\n") == head.count(b"\r") == lines:
+    if not fields.count(b"\n") == fields.count(b"\r") == lines:
         raise httpx.LocalProtocolError("A request header holds a line break.")
     declared = -1
     if length is not None and not chunked:
@@ -123,7 +124,12 @@ def _request_head(request: httpx.Request) -> tuple[bytes, int, bool, bytes | Non
         declared = int(length)
         if body is not None and declared != len(body):
             raise httpx.LocalProtocolError("The request body's length differs from its header.")
-    return head, declared, chunked, body
+    return _request_line(request) + fields, declared, chunked, body
+
+
+def _request_line(request: httpx.Request) -> bytes:
+    # httpx percent-encodes the path: it holds no CR, LF or space.
+    return b"%b %b HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)
 
 
 class H1Connection(asyncio.Protocol):
@@ -481,13 +487,18 @@ class H1Connection(asyncio.Protocol):
         if body is not None:
             if chunked:
                 body = b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
-            first = head + body
+            head += body
         else:
             if not isinstance(request.stream, httpx.AsyncByteStream):
                 raise httpx.LocalProtocolError("The request body is not an async stream.")
-            stream, first = request.stream, head
+            stream = request.stream
         # The one place where the request's first byte leaves: nothing was sent before it.
-        await self._write(first, write_timeout)
+        waits = self._put(head)
+        # Dropped before any wait: a traceback through this frame (a write timeout, a
+        # cancellation) must not show the request line, which holds the real path.
+        del head, body
+        if waits:
+            await self._drained(write_timeout)
         if stream is None:
             return
         sent = 0
@@ -504,12 +515,19 @@ class H1Connection(asyncio.Protocol):
             raise httpx.LocalProtocolError("The request body is shorter than its header says.")
 
     async def _write(self, data: bytes, write_timeout: float | None) -> None:
+        if self._put(data):
+            await self._drained(write_timeout)
+
+    def _put(self, data: bytes) -> bool:
+        """Hand ``data`` to the socket; return whether to wait for it to drain."""
         if self._eof:
             # Closed while idle, or while an earlier part was sent: the answer, if any, decides.
-            return
+            return False
         self._transport.write(data)  # type: ignore[union-attr]
-        if not self._writing_paused:
-            return
+        return self._writing_paused
+
+    async def _drained(self, write_timeout: float | None) -> None:
+        """Wait (at most the write timeout) until the socket takes more."""
         drain = self._drain = self._loop.create_future()
         text = "The request could not be written within the write timeout."
         try:

@@ -190,6 +190,34 @@ def _traced(extensions: dict[str, Any]) -> dict[str, Any]:
     return {**extensions, "trace": trace}
 
 
+def _origin_of(request: httpx.Request) -> _Key:
+    """(scheme, host, port) of ``request``: all a connection is chosen by."""
+    url = request.url
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return (url.raw_scheme, url.raw_host, port)
+
+
+def _core_request(request: httpx.Request) -> httpcore.Request:
+    """``request`` as httpcore takes it.
+
+    Made here and handed straight on: the real path is in no local of the pool's frames,
+    which a traceback (a cancellation's, say) would show to whatever renders locals.
+    """
+    url = request.url
+    return httpcore.Request(
+        method=request.method,
+        url=httpcore.URL(
+            scheme=url.raw_scheme,
+            host=url.raw_host,
+            port=_origin_of(request)[2],
+            target=url.raw_path,
+        ),
+        headers=request.headers.raw,
+        content=_body_of(request.stream),
+        extensions=_traced(request.extensions),
+    )
+
+
 def _on_asyncio() -> bool:
     # A task of asyncio's own: trio (even as a guest on an asyncio loop) runs none.
     try:
@@ -483,9 +511,8 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         timeouts = extensions.get("timeout") or {}
         attempt = extensions.get(ATTEMPT_EXTENSION)
         ends = math.inf if attempt is None else asyncio.get_running_loop().time() + attempt
-        url = request.url
-        https = url.scheme == "https"
-        origin = (url.raw_scheme, url.raw_host, url.port or (443 if https else 80))
+        origin = _origin_of(request)
+        https = origin[0] == b"https"
         host_slots = None
         if self._per_host is not None:
             host_slots = self._h1_host_slots.get(origin)
@@ -571,12 +598,10 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         )
 
     async def _send_httpcore(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
         timeout = (request.extensions.get("timeout") or {}).get("pool")
         attempt = request.extensions.get(ATTEMPT_EXTENSION)
         ends = math.inf if attempt is None else anyio.current_time() + attempt
-        port = url.port or (443 if url.scheme == "https" else 80)
-        key = (url.raw_scheme, url.raw_host, port)
+        key = _origin_of(request)
         origin = httpcore.Origin(*key)
         host_slots = None
         if self._per_host is not None:
@@ -591,15 +616,6 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             try:
                 connection = await self._connection_for(key, origin)
                 connection.bound.ends = ends
-                core_request = httpcore.Request(
-                    method=request.method,
-                    url=httpcore.URL(
-                        scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path
-                    ),
-                    headers=request.headers.raw,
-                    content=_body_of(request.stream),
-                    extensions=_traced(request.extensions),
-                )
                 if _httpcore_patched():
                     # A mock stands in for httpcore's connections: it never traces a write.
                     on_write = request.extensions.get(WRITE_EXTENSION)
@@ -607,7 +623,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                         on_write()
                 try:
                     with _as_httpx_errors():
-                        response = await connection.handle_async_request(core_request)
+                        response = await connection.handle_async_request(_core_request(request))
                 except BaseException:
                     await _close_quietly(connection)
                     raise

@@ -200,6 +200,11 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
                     await gate.settle(reservation, None)
                 else:
                     await gate.refund(reservation)
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                # Its traceback below this frame runs through the inner transport's frames,
+                # whose locals hold the real URL (and, in httpcore's proxy connections, the
+                # proxy's credentials): the cancellation goes on from here without them.
+                raise exc.with_traceback(None)  # noqa: B904  (the same exception, re-raised)
             raise
         finally:
             request.url = public_url
