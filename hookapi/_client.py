@@ -52,8 +52,15 @@ from ._quota import (
     parse_retry_after,
 )
 from ._retry import RetryPolicy, call_with_retries
-from ._secrets import PLACEHOLDER, Secret, check_token
-from ._validate import check_base_url, check_proxy, check_timeout, encode_message
+from ._secrets import PLACEHOLDER, Secret
+from ._validate import (
+    check_base_url,
+    check_hook_id,
+    check_proxy,
+    check_timeout,
+    encode_message,
+    split_hook_url,
+)
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -67,8 +74,6 @@ ENV_VAR = "HOOKAPI_URL"
 #: Error bodies are read up to this many bytes; the rest is discarded.
 MAX_ERROR_BODY = 64 * 1024
 _SNIPPET = 200
-#: Quotes a pasted URL may arrive wrapped in (straight and typographic).
-_QUOTES = ('"', "'", "\u201c", "\u201d", "\u2018", "\u2019")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,8 +183,8 @@ class AsyncHookClient:
         cert: CertTypes | None = None,
         quota: QuotaStore | None = None,
     ) -> None:
+        self._hook_id = check_hook_id(hook_id)
         try:
-            self._hook_id = check_token(hook_id, what="hook_id", show=True)
             self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(str(exc)) from None
@@ -272,34 +277,16 @@ class AsyncHookClient:
         """Build a client from the full hook URL a user copied.
 
         Args:
-            url: ``{base}/{hook_id}/{secret}``, with or without a trailing ``/message``.
+            url: ``{base}/{hook_id}/{secret}``, with or without a trailing ``/message`` (and
+                one trailing slash); nothing else may follow the secret.
             **options: The constructor's other options (:class:`ClientOptions`).
 
         Raises:
-            InvalidInputError: The URL does not have that shape (the error never shows it).
+            InvalidInputError: The URL does not have that shape, or has a query, a fragment,
+                a user name, or a percent-encoded id or secret (the error never shows it).
         """
-        if not isinstance(url, str):
-            raise InvalidInputError(f"The hook URL must be a str, not {type(url).__name__}.")
-        url = url.strip()
-        if url.startswith(_QUOTES) or url.endswith(_QUOTES):
-            raise InvalidInputError(
-                "The hook URL is quoted: remove the quotes that came with it when it was pasted."
-            )
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, UnicodeError):
-            raise InvalidInputError("The hook URL is not a valid URL.") from None
-        if parsed.query or parsed.fragment:
-            raise InvalidInputError("The hook URL must not have a query or a fragment.")
-        segments = parsed.raw_path.decode("ascii").rstrip("/").split("/")
-        if segments and segments[-1] == "message":
-            segments.pop()
-        if len(segments) < 3 or not segments[-1] or not segments[-2]:
-            raise InvalidInputError(
-                "The hook URL must look like https://host/path/{hook_id}/{secret}[/message]."
-            )
-        base = parsed.copy_with(raw_path=("/".join(segments[:-2]) or "/").encode("ascii"))
-        return cls(hook_id=segments[-2], secret=segments[-1], base_url=base, **options)
+        base, hook_id, secret = split_hook_url(url)
+        return cls(hook_id=hook_id, secret=secret, base_url=base, **options)
 
     @classmethod
     @builds

@@ -4,6 +4,7 @@ Every error the SDK raises derives from :class:`HookAPIError`::
 
     HookAPIError
     ├── InvalidInputError            bad input, refused before any request (also a ValueError)
+    │   └── InsecureURLError         plain http:// to a host that is not loopback
     ├── ClientClosedError            the client was used after aclose() (also a RuntimeError)
     ├── WrongEventLoopError          the client was used on another event loop (a RuntimeError)
     ├── QuotaUnavailableError        the shared quota (Redis) is unreachable; nothing was sent
@@ -44,6 +45,7 @@ __all__ = [
     "ClientClosedError",
     "Delivery",
     "HookAPIError",
+    "InsecureURLError",
     "InternalServerError",
     "InvalidInputError",
     "NotFoundError",
@@ -125,6 +127,21 @@ class HookAPIError(Exception):
 
 class InvalidInputError(HookAPIError, ValueError):
     """An argument was refused before any request was made (also a :class:`ValueError`)."""
+
+
+class InsecureURLError(InvalidInputError):
+    """Plain ``http://`` to a host that is not loopback, refused to keep the secret off the wire.
+
+    Its own class so that a caller with other words for the way out (the command line's
+    ``--allow-insecure-http``) can say so.
+
+    Attributes:
+        netloc: The host and port the URL named (never the path, which holds the secret).
+    """
+
+    def __init__(self, message: str, *, netloc: str) -> None:
+        super().__init__(message)
+        self.netloc = netloc
 
 
 class ClientClosedError(HookAPIError, RuntimeError):
