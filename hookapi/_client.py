@@ -52,7 +52,7 @@ from ._quota import (
     parse_retry_after,
 )
 from ._retry import RetryPolicy, call_with_retries
-from ._secrets import PLACEHOLDER, Secret
+from ._secrets import PLACEHOLDER, Secret, redact, shows
 from ._validate import (
     check_base_url,
     check_hook_id,
@@ -516,7 +516,7 @@ class AsyncHookClient:
     def _connection_error(self, exc: httpx.TransportError) -> APIConnectionError:
         delivery = delivery_of(exc)
         kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
-        detail = _redact(str(exc), self._secret).rstrip(" .") or type(exc).__name__
+        detail = redact(str(exc), self._secret).rstrip(" .") or type(exc).__name__
         where = (
             "before it was sent" if delivery is Delivery.NOT_SENT else "after it may have been sent"
         )
@@ -535,15 +535,17 @@ class AsyncHookClient:
             raw = b""
         finally:
             await response.aclose()
-        text = _redact(raw.decode("utf-8", errors="replace"), self._secret)
+        secret = self._secret
+        text = redact(raw.decode("utf-8", errors="replace"), secret)
         error = description = message = None
         try:
             data = json.loads(text) if text.lstrip().startswith("{") else None
         except ValueError:
             data = None
         if isinstance(data, dict):
+            # Decoded again: JSON escapes can spell the secret in ways the raw text did not.
             error, description, message = (
-                v if isinstance(v, str) else None
+                redact(v, secret) if isinstance(v, str) else None
                 for v in (data.get("error"), data.get("error_description"), data.get("message"))
             )
         status = response.status_code
@@ -551,6 +553,17 @@ class AsyncHookClient:
         detail = detail.rstrip(" .")
         phrase = httpx.codes.get_reason_phrase(status)
         summary = f"POST {self._url_text} answered {status} {phrase}".rstrip()
+        # Kept for the caller (where a redirect points, what a 401 asks for), redacted: a
+        # redirect's Location is the request URL, secret and all, as often as not.
+        location, authenticate = (
+            None if value is None else redact(value, secret)
+            for value in (
+                response.headers.get("location"),
+                response.headers.get("www-authenticate"),
+            )
+        )
+        if location is not None and 300 <= status < 400:
+            summary += f" (redirected to {location}, which is not followed)"
         cls = status_error_class(status)
         return cls(
             f"{summary}: {detail}." if detail else f"{summary}.",
@@ -560,6 +573,8 @@ class AsyncHookClient:
             error_description=description,
             error_message=message,
             body=text[: 4 * _SNIPPET],
+            location=location,
+            www_authenticate=authenticate,
             rate_limit=rate_limit,
             retry_after=parse_retry_after(response.headers.get("retry-after")),
             delivery=Delivery.UNKNOWN if status in (502, 504) else Delivery.REJECTED,
@@ -616,16 +631,11 @@ async def _read_bounded(response: httpx.Response) -> bytes:
     return b"".join(chunks)[:MAX_ERROR_BODY]
 
 
-def _redact(text: str, secret: Secret) -> str:
-    return text.replace(secret.reveal(), PLACEHOLDER)
-
-
 def _safe_cause(exc: BaseException, secret: Secret) -> BaseException | None:
     """Chain ``exc`` only if no exception in its chain mentions the secret."""
-    value = secret.reveal()
     seen: BaseException | None = exc
     while seen is not None:
-        if value in str(seen) or value in repr(seen.args):
+        if shows(str(seen), secret) or shows(repr(seen.args), secret):
             return None
         seen = seen.__cause__ or seen.__context__
     return exc

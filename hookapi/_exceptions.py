@@ -201,6 +201,9 @@ class APIStatusError(APIError):
         error_description: The ``error_description`` field, if any.
         error_message: The ``message`` field, if any.
         body: The start of the answer's body (bounded, secret removed).
+        location: The answer's ``Location`` header, secret removed (where a redirect pointed:
+            the client does not follow it), if any.
+        www_authenticate: The answer's ``WWW-Authenticate`` header, secret removed, if any.
         rate_limit: The rate-limit headers of that answer, if it had any.
         retry_after: Seconds the answer asked to wait (``Retry-After``), if any.
     """
@@ -217,6 +220,8 @@ class APIStatusError(APIError):
         error_description: str | None = None,
         error_message: str | None = None,
         body: str = "",
+        location: str | None = None,
+        www_authenticate: str | None = None,
         rate_limit: RateLimit | None = None,
         retry_after: float | None = None,
         delivery: Delivery = Delivery.REJECTED,
@@ -228,6 +233,8 @@ class APIStatusError(APIError):
         self.error_description = error_description
         self.error_message = error_message
         self.body = body
+        self.location = location
+        self.www_authenticate = www_authenticate
         self.rate_limit = rate_limit
         self.retry_after = retry_after
 
