@@ -28,6 +28,7 @@ __all__ = [
     "check_timeout",
     "encode_message",
     "is_loopback",
+    "looks_like_secret",
     "split_hook_url",
 ]
 
@@ -166,8 +167,8 @@ def split_hook_url(url: object) -> tuple[httpx.URL, str, str]:
             f"{_SHAPE}: {counted}, and the hook id or the secret is percent-encoded; the "
             "service issues them as plain letters, digits, '-' and '_'."
         )
-    hook_id = check_hook_id(hook_id, show=False)
     try:
+        check_token(hook_id, what="hook_id", show=False)
         Secret(secret)
     except ValueError as exc:
         raise InvalidInputError(f"The hook URL's {exc}") from None
