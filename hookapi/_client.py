@@ -54,8 +54,15 @@ from ._quota import (
     parse_retry_after,
 )
 from ._retry import RetryPolicy, call_with_retries
-from ._secrets import PLACEHOLDER, Secret, check_token
-from ._validate import check_base_url, check_proxy, check_timeout, encode_message
+from ._secrets import PLACEHOLDER, Secret, redact
+from ._validate import (
+    check_base_url,
+    check_hook_id,
+    check_proxy,
+    check_timeout,
+    encode_message,
+    split_hook_url,
+)
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -70,8 +77,6 @@ ENV_VAR = "HOOKAPI_URL"
 #: Error bodies are read up to this many bytes; the rest is discarded.
 MAX_ERROR_BODY = 64 * 1024
 _SNIPPET = 200
-#: Quotes a pasted URL may arrive wrapped in (straight and typographic).
-_QUOTES = ('"', "'", "\u201c", "\u201d", "\u2018", "\u2019")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,8 +186,8 @@ class AsyncHookClient:
         cert: CertTypes | None = None,
         quota: QuotaStore | None = None,
     ) -> None:
+        self._hook_id = check_hook_id(hook_id)
         try:
-            self._hook_id = check_token(hook_id, what="hook_id", show=True)
             self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(str(exc)) from None
@@ -277,34 +282,16 @@ class AsyncHookClient:
         """Build a client from the full hook URL a user copied.
 
         Args:
-            url: ``{base}/{hook_id}/{secret}``, with or without a trailing ``/message``.
+            url: ``{base}/{hook_id}/{secret}``, with or without a trailing ``/message`` (and
+                one trailing slash); nothing else may follow the secret.
             **options: The constructor's other options (:class:`ClientOptions`).
 
         Raises:
-            InvalidInputError: The URL does not have that shape (the error never shows it).
+            InvalidInputError: The URL does not have that shape, or has a query, a fragment,
+                a user name, or a percent-encoded id or secret (the error never shows it).
         """
-        if not isinstance(url, str):
-            raise InvalidInputError(f"The hook URL must be a str, not {type(url).__name__}.")
-        url = url.strip()
-        if url.startswith(_QUOTES) or url.endswith(_QUOTES):
-            raise InvalidInputError(
-                "The hook URL is quoted: remove the quotes that came with it when it was pasted."
-            )
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, UnicodeError):
-            raise InvalidInputError("The hook URL is not a valid URL.") from None
-        if parsed.query or parsed.fragment:
-            raise InvalidInputError("The hook URL must not have a query or a fragment.")
-        segments = parsed.raw_path.decode("ascii").rstrip("/").split("/")
-        if segments and segments[-1] == "message":
-            segments.pop()
-        if len(segments) < 3 or not segments[-1] or not segments[-2]:
-            raise InvalidInputError(
-                "The hook URL must look like https://host/path/{hook_id}/{secret}[/message]."
-            )
-        base = parsed.copy_with(raw_path=("/".join(segments[:-2]) or "/").encode("ascii"))
-        return cls(hook_id=segments[-2], secret=segments[-1], base_url=base, **options)
+        base, hook_id, secret = split_hook_url(url)
+        return cls(hook_id=hook_id, secret=secret, base_url=base, **options)
 
     @classmethod
     @builds
@@ -559,15 +546,17 @@ class AsyncHookClient:
             raw = b""
         finally:
             await response.aclose()
-        text = _redact(raw.decode("utf-8", errors="replace"), self._secret)
+        secret = self._secret
+        text = redact(raw.decode("utf-8", errors="replace"), secret)
         error = description = message = None
         try:
             data = json.loads(text) if text.lstrip().startswith("{") else None
         except ValueError:
             data = None
         if isinstance(data, dict):
+            # Decoded again: JSON escapes can spell the secret in ways the raw text did not.
             error, description, message = (
-                v if isinstance(v, str) else None
+                redact(v, secret) if isinstance(v, str) else None
                 for v in (data.get("error"), data.get("error_description"), data.get("message"))
             )
         status = response.status_code
@@ -575,6 +564,17 @@ class AsyncHookClient:
         detail = detail.rstrip(" .")
         phrase = httpx.codes.get_reason_phrase(status)
         summary = f"POST {self._url_text} answered {status} {phrase}".rstrip()
+        # Kept for the caller (where a redirect points, what a 401 asks for), redacted: a
+        # redirect's Location is the request URL, secret and all, as often as not.
+        location, authenticate = (
+            None if value is None else redact(value, secret)
+            for value in (
+                response.headers.get("location"),
+                response.headers.get("www-authenticate"),
+            )
+        )
+        if location is not None and 300 <= status < 400:
+            summary += f" (redirected to {location}, which is not followed)"
         cls = status_error_class(status)
         return cls(
             f"{summary}: {detail}." if detail else f"{summary}.",
@@ -584,6 +584,8 @@ class AsyncHookClient:
             error_description=description,
             error_message=message,
             body=text[: 4 * _SNIPPET],
+            location=location,
+            www_authenticate=authenticate,
             rate_limit=rate_limit,
             retry_after=parse_retry_after(response.headers.get("retry-after")),
             delivery=Delivery.UNKNOWN if status in (502, 504) else Delivery.REJECTED,
@@ -640,18 +642,15 @@ async def _read_bounded(response: httpx.Response) -> bytes:
     return b"".join(chunks)[:MAX_ERROR_BODY]
 
 
-def _redact(text: str, secret: Secret) -> str:
-    return text.replace(secret.reveal(), PLACEHOLDER)
-
-
 def _hider(secret: Secret, proxy: httpx.URL | None) -> Callable[[str], str]:
     """What redacts a client's failure texts: the secret, and the proxy's credentials.
 
-    The proxy's password alone is replaced only from 6 characters on: a shorter one would
-    blank out ordinary words; its ``user:password`` pair and their base64 (the
+    The secret is found in any case and escape a server may echo it in (``redact``). The
+    proxy's password alone is replaced only from 6 characters on: a shorter one would blank
+    out ordinary words; its ``user:password`` pair and their base64 (the
     ``Proxy-Authorization`` header) always are.
     """
-    hidden = {secret.reveal()}
+    hidden: set[str] = set()
     if proxy is not None and proxy.userinfo:
         pair = f"{proxy.username}:{proxy.password}"
         hidden |= {pair, proxy.userinfo.decode("ascii"), base64.b64encode(pair.encode()).decode()}
@@ -660,6 +659,7 @@ def _hider(secret: Secret, proxy: httpx.URL | None) -> Callable[[str], str]:
     ordered = sorted(hidden, key=len, reverse=True)  # a longer form first, whole
 
     def hide(text: str) -> str:
+        text = redact(text, secret)  # the secret in any spelling a server may echo
         for value in ordered:
             text = text.replace(value, PLACEHOLDER)
         return text

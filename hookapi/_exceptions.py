@@ -4,6 +4,7 @@ Every error the SDK raises derives from :class:`HookAPIError`::
 
     HookAPIError
     ├── InvalidInputError            bad input, refused before any request (also a ValueError)
+    │   └── InsecureURLError         plain http:// to a host that is not loopback
     ├── ClientClosedError            the client was used after aclose() (also a RuntimeError)
     ├── WrongEventLoopError          the client was used on another event loop (a RuntimeError)
     ├── QuotaUnavailableError        the shared quota (Redis) is unreachable; nothing was sent
@@ -44,6 +45,7 @@ __all__ = [
     "ClientClosedError",
     "Delivery",
     "HookAPIError",
+    "InsecureURLError",
     "InternalServerError",
     "InvalidInputError",
     "NotFoundError",
@@ -127,6 +129,21 @@ class InvalidInputError(HookAPIError, ValueError):
     """An argument was refused before any request was made (also a :class:`ValueError`)."""
 
 
+class InsecureURLError(InvalidInputError):
+    """Plain ``http://`` to a host that is not loopback, refused to keep the secret off the wire.
+
+    Its own class so that a caller with other words for the way out (the command line's
+    ``--allow-insecure-http``) can say so.
+
+    Attributes:
+        netloc: The host and port the URL named (never the path, which holds the secret).
+    """
+
+    def __init__(self, message: str, *, netloc: str) -> None:
+        super().__init__(message)
+        self.netloc = netloc
+
+
 class ClientClosedError(HookAPIError, RuntimeError):
     """The client was used after :meth:`~hookapi.AsyncHookClient.aclose`."""
 
@@ -184,6 +201,9 @@ class APIStatusError(APIError):
         error_description: The ``error_description`` field, if any.
         error_message: The ``message`` field, if any.
         body: The start of the answer's body (bounded, secret removed).
+        location: The answer's ``Location`` header, secret removed (where a redirect pointed:
+            the client does not follow it), if any.
+        www_authenticate: The answer's ``WWW-Authenticate`` header, secret removed, if any.
         rate_limit: The rate-limit headers of that answer, if it had any.
         retry_after: Seconds the answer asked to wait (``Retry-After``), if any.
     """
@@ -200,6 +220,8 @@ class APIStatusError(APIError):
         error_description: str | None = None,
         error_message: str | None = None,
         body: str = "",
+        location: str | None = None,
+        www_authenticate: str | None = None,
         rate_limit: RateLimit | None = None,
         retry_after: float | None = None,
         delivery: Delivery = Delivery.REJECTED,
@@ -211,6 +233,8 @@ class APIStatusError(APIError):
         self.error_description = error_description
         self.error_message = error_message
         self.body = body
+        self.location = location
+        self.www_authenticate = www_authenticate
         self.rate_limit = rate_limit
         self.retry_after = retry_after
 

@@ -1,7 +1,9 @@
-"""The hook secret as a credential: a value that never prints, and the URL redaction built on it.
+"""The hook secret as a credential: a value that never prints, and the redaction built on it.
 
-The secret sits in the URL path, so every place that shows a URL (errors, logs, reprs) goes
-through :func:`redact_url` or only ever sees the placeholder.
+The secret sits in the URL path, so the SDK's own URLs only ever hold the placeholder, and every
+text that comes from elsewhere (an error body, a header, an exception from below) goes through
+:func:`redact` before it reaches an error or a log record. A server may echo the path changed:
+upper-cased, percent-encoded, JSON- or HTML-escaped; :func:`redact` finds the secret in each.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["PLACEHOLDER", "Secret", "check_token"]
+__all__ = ["PLACEHOLDER", "Secret", "check_token", "redact", "shows"]
 
 #: Stands in for the secret in every URL the SDK builds, shows or logs.
 PLACEHOLDER: Final = "***"
@@ -41,6 +43,17 @@ def check_token(value: object, *, what: str, show: bool) -> str:
     return value
 
 
+def _spellings(char: str) -> str:
+    """A pattern for ``char`` as a server may write it back (matched ignoring case)."""
+    code = ord(char)
+    return (
+        f"(?:{re.escape(char)}"
+        f"|%(?:25)*{code:02x}"  # percent-encoded, once or more
+        f"|\\\\+(?:u00|x){code:02x}"  # JSON or JavaScript escapes, escaped again or not
+        f"|&#0*{code};?|&#x0*{code:x};?)"  # HTML character references
+    )
+
+
 class Secret:
     """A hook secret that hides itself from ``repr``, ``str`` and formatting.
 
@@ -54,10 +67,18 @@ class Secret:
         'abc123'
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_pattern", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = check_token(value, what="secret", show=False)
+        self._pattern: re.Pattern[str] | None = None
+
+    def _spelt(self) -> re.Pattern[str]:
+        # Built on first use: most clients never see an error to redact.
+        if self._pattern is None:
+            pattern = "".join(_spellings(char) for char in self._value)
+            self._pattern = re.compile(pattern, re.IGNORECASE)
+        return self._pattern
 
     def reveal(self) -> str:
         """Return the secret itself; call this only where the request is finally sent."""
@@ -85,3 +106,23 @@ class Secret:
     def __reduce__(self) -> str:
         # Pickling would copy the credential into whatever stores the pickle.
         raise TypeError("a hookapi Secret cannot be pickled")
+
+
+def redact(text: str, secret: Secret) -> str:
+    r"""``text`` with every spelling of ``secret`` replaced by :data:`PLACEHOLDER`.
+
+    The secret is found in any case and with any of its characters percent-encoded (once or
+    more), JSON-escaped (``\u0061``) or written as an HTML character reference, since a
+    server or proxy echoing the request path may have changed it so.
+
+    Example:
+        >>> s = Secret("abc123")
+        >>> redact("path /hook/ABC%31%323 and &#97;bc123", s)
+        'path /hook/*** and ***'
+    """
+    return secret._spelt().sub(PLACEHOLDER, text)
+
+
+def shows(text: str, secret: Secret) -> bool:
+    """Whether ``text`` holds ``secret`` in any spelling :func:`redact` would replace."""
+    return secret._spelt().search(text) is not None

@@ -12,6 +12,7 @@ import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import unquote
 
 import anyio
 import httpx
@@ -84,17 +85,24 @@ class Canary:
         records = self.caplog.records
         seen = {r.name.split(".")[0] for r in records}
         assert loggers <= seen, seen  # the capture really saw them, so the search means something
+        secret = self.secret.lower()
         for record in records:
             text = record.getMessage() + repr(record.args) + repr(record.__dict__)
-            assert self.secret not in text, f"secret in a log record of {record.name}"
+            assert secret not in unquote(text).lower(), f"secret in a log record of {record.name}"
         for text in self.texts:
-            assert self.secret not in text, "secret in an error, repr or traceback"
+            assert secret not in unquote(text).lower(), "secret in an error, repr or traceback"
 
 
 @pytest.fixture
 def canary(secret: str, caplog: pytest.LogCaptureFixture) -> Canary:
     caplog.set_level(logging.DEBUG)
     return Canary(secret, caplog)
+
+
+def echo(path: bytes) -> bytes:
+    """The request path written back as servers do: as is, upper-cased, percent-encoded."""
+    encoded = "".join(f"%{byte:02X}" for byte in path).encode()
+    return b" ".join([path, path.upper(), encoded])
 
 
 @asynccontextmanager
@@ -121,7 +129,7 @@ async def loopback_server(statuses: list[int]) -> AsyncIterator[str]:
             text = (
                 b"ok"
                 if status == 200
-                else b'{"error": "nope", "message": "path ' + head.split(b" ")[1] + b'"}'
+                else b'{"error": "nope", "message": "path ' + echo(head.split(b" ")[1]) + b'"}'
             )
             extra = "".join(f"{k}: {v}\r\n" for k, v in rate_headers(9).items())
             await stream.send(
@@ -164,7 +172,7 @@ async def test_the_secret_never_leaks_through_mocked_paths(
     make_client: ClientFactory,
     message_url: str,
 ) -> None:
-    echo = f"no hook at {message_url} (secret {secret})"
+    echo = f"no hook at {message_url.upper()} (secret {secret})"
     plenty = rate_headers(50)
     router.post(message_url).mock(
         side_effect=[
@@ -240,3 +248,38 @@ def test_the_secret_never_leaks_from_bad_construction(secret: str) -> None:
     texts += texts_of(caught.value)
     texts += [repr(Secret(secret)), str(Secret(secret)), f"{Secret(secret)!s:>80}"]
     assert all(secret not in text for text in texts)
+
+
+SLIPS = [
+    "{base}/{id}/{secret}/messages",
+    "{base}/{id}/{secret}/message/send",
+    "{base}/{id}/{secret}/extra",
+    "{base}/{id}/{secret}/MESSAGE",
+    "{base}/{id}/{secret}/%6Dessage",
+    "{base}/{id}/{secret}/x/y",
+    "{base}/{secret}/{id}",
+    "{base}/{id}/x?secret={secret}",
+    "https://{id}:{secret}@x.test/v1/a/b",
+]
+
+
+def test_the_secret_never_leaks_from_a_slip_in_the_url(
+    secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each slip once moved the secret to the hook id or the base URL, shown everywhere."""
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+    for slip in SLIPS:
+        url = slip.format(base="https://x.test/v1", id=HOOK_ID, secret=secret)
+        with pytest.raises(InvalidInputError) as caught:
+            AsyncHookClient.from_url(url)
+        texts += texts_of(caught.value)
+    for hook_id in (secret, secret.upper(), f"{secret}/message", f"x{secret}"):
+        with pytest.raises(InvalidInputError) as caught:
+            AsyncHookClient(hook_id=hook_id, secret="s", base_url="https://x.test")
+        texts += texts_of(caught.value)
+    with pytest.raises(InvalidInputError) as caught:
+        AsyncHookClient(hook_id=HOOK_ID, secret="s", base_url=f"https://x.test/{HOOK_ID}/{secret}")
+    texts += texts_of(caught.value)
+    texts += [r.getMessage() + repr(r.__dict__) for r in caplog.records]
+    assert all(secret.lower() not in text.lower() for text in texts)

@@ -65,6 +65,31 @@ def test_bad_hook_ids(hook_id: Any, secret: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "shape",
+    ["{s}", "{S}", "x{s}", "{s}/message", "35d7bef23d7e11ecbfa242010a200115", "%61{s}"],
+    ids=["secret", "upper", "prefixed", "with-path", "uuid-without-dashes", "encoded"],
+)
+def test_a_hook_id_shaped_like_a_secret_is_refused_unshown(shape: str, secret: str) -> None:
+    hook_id = shape.format(s=secret, S=secret.upper())
+    with pytest.raises(InvalidInputError, match="shape of a secret") as caught:
+        AsyncHookClient(hook_id=hook_id, secret=secret, base_url=BASE)
+    assert hook_id.lower() not in str(caught.value).lower()
+    assert secret not in str(caught.value).lower()
+
+
+def test_a_hook_id_with_dashes_or_a_short_hex_run_is_accepted(secret: str) -> None:
+    for hook_id in (HOOK_ID, "a" * 31, "bot-1"):
+        assert AsyncHookClient(hook_id=hook_id, secret=secret, base_url=BASE).hook_id == hook_id
+
+
+def test_a_base_url_holding_a_secret_shaped_segment_is_refused_unshown(secret: str) -> None:
+    with pytest.raises(InvalidInputError, match="shape of a secret") as caught:
+        AsyncHookClient(hook_id=HOOK_ID, secret=secret, base_url=f"{BASE}/{HOOK_ID}/{secret}")
+    assert secret not in str(caught.value)
+    assert HOOK_ID not in str(caught.value)
+
+
+@pytest.mark.parametrize(
     "bad", ["", "a/b", "../x", "s?x", "s#x", "s%20", "s x", "s\t", None], ids=repr
 )
 def test_bad_secrets_never_echo_the_value(bad: Any) -> None:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-__all__ = ["RedisQuota"]
+__all__ = ["RedisQuota", "hook_keys"]
 
 logger = logging.getLogger("hookapi")
 
@@ -80,6 +80,16 @@ def _where(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or parts.path or "?"
     return f"{parts.scheme}://{host}:{parts.port}" if parts.port else f"{parts.scheme}://{host}"
+
+
+def hook_keys(prefix: str, key: HookKey) -> list[str]:
+    """The Redis key names of hook ``key``: its id in a hash tag, its base URL as a digest.
+
+    The client refuses a hook id with the shape of a secret, so no key name can hold one.
+    """
+    digest = hashlib.sha256(key.base_url.rstrip("/").encode()).hexdigest()[:16]
+    base = f"{prefix}{{{key.hook_id}}}:{digest}:"
+    return [base + name for name in KEY_NAMES]
 
 
 def _in_asyncio() -> bool:
@@ -405,9 +415,7 @@ class _RedisHook:
 
     def __init__(self, store: RedisQuota, key: HookKey, local: HookQuota) -> None:
         self._store = store
-        digest = hashlib.sha256(key.base_url.rstrip("/").encode()).hexdigest()[:16]
-        base = f"{store._prefix}{{{key.hook_id}}}:{digest}:"
-        self.keys = [base + name for name in KEY_NAMES]
+        self.keys = hook_keys(store._prefix, key)
         # This process's place in the fleet's queue (only its head caller ever asks).
         self._waiter = uuid.uuid4().hex
         self._local = local
