@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+from ._clock import Clock, LoopClock, ScaledClock
 from ._emulator import Emulator
 from ._models import (
     IN_PROCESS_BASE_URL,
@@ -31,12 +32,15 @@ from ._server import Server
 
 __all__ = [
     "IN_PROCESS_BASE_URL",
+    "Clock",
     "Emulator",
     "Fault",
     "FaultKind",
     "Hook",
+    "LoopClock",
     "PostedMessage",
     "QuotaState",
+    "ScaledClock",
     "Server",
     "Window",
 ]

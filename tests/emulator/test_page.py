@@ -102,7 +102,6 @@ async def test_the_index_shows_quota_faults_and_the_latest_messages_first(
 
 
 async def test_an_empty_emulator_says_so(page: DesktopPage, emulator: Emulator) -> None:
-    page.start_clock()
     assert "No Desktop has a hook yet." in page.render_index()
     emulator.create_hook("Quiet")
     assert "No message yet." in page.render_index()
