@@ -13,11 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
+from hookapi import HookClient, RateLimitError, RetryPolicy
 from hookapi.cli import _serve, main
 from hookapi.cli._common import ExitCode
 from hookapi.cli._main import MAX_DEMO_TIME_SCALE, build_parser
-from hookapi.emulator import LoopClock, ScaledClock
+from hookapi.emulator import Emulator, LoopClock, ScaledClock
 from hookapi.emulator._clock import MAX_SCALE
+from hookapi.testing import serve_in_thread
 
 from .conftest import wait_for
 
@@ -158,3 +160,25 @@ def test_the_demo_time_scale_is_bounded_by_the_scaled_clock(
 
 def test_the_demo_limit_is_the_scaled_clocks() -> None:
     assert MAX_DEMO_TIME_SCALE == MAX_SCALE
+
+
+def test_a_real_time_client_still_counts_the_quota_in_real_seconds() -> None:
+    # The limitation docs/emulator.md describes: the SDK client keeps its own count of the
+    # quota on its own (real) clock, so a sped-up emulator does not speed it up.
+    timer = FakeTimer()
+    clock = ScaledClock(3600, start=HALF_MINUTE_TO_ELEVEN, timer=timer)
+    emulator = Emulator(per_hour=2, per_day=100, clock=clock)
+    hook = emulator.create_hook()
+    with serve_in_thread(emulator) as server:
+        url = hook.url_for(server.url)
+        with HookClient.from_url(url, retry=RetryPolicy(deadline=5)) as client:
+            client.post_message("a")
+            client.post_message("b")
+            timer.now += 30 / 3600  # 11:00 on the emulator's clock: its new hour has begun
+            with pytest.raises(RateLimitError) as refused:
+                client.post_message("c")
+        answer = httpx.post(f"{url}/message", json={"message": "d"}, timeout=10)
+    assert refused.value.local  # held back by the client, never sent
+    assert refused.value.retry_after is not None
+    assert refused.value.retry_after > 3000  # real seconds, by the client's count
+    assert answer.status_code == 200  # while the emulator itself has room again
