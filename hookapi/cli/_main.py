@@ -200,8 +200,8 @@ def _add_emulator_options(parser: argparse.ArgumentParser, *, per_hour: int) -> 
         "--window",
         choices=("fixed", "sliding"),
         default="fixed",
-        help="quota windows: clock-aligned hours and days, or the last 3,600 and 86,400 "
-        "seconds (default: fixed)",
+        help="quota windows: UTC clock hours and days (from :00 and 00:00 UTC), or the last "
+        "3,600 and 86,400 seconds (default: fixed)",
     )
     parser.add_argument(
         "--per-hour",
@@ -327,7 +327,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=720.0,
         metavar="FACTOR",
         help="how much faster than real time the clock runs; 720 makes a quota hour last "
-        "5 s, 1 is real time (default: 720)",
+        "5 s, 1 is real time (default: 720; at most 1e9)",
     )
     demo.add_argument(
         "--latency",
