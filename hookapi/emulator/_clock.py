@@ -27,7 +27,7 @@ class Clock(Protocol):
     """What the emulator reads time from: any callable returning UTC seconds since the epoch.
 
     Fixed windows start where these seconds are multiples of 3,600 (hours, at :00 UTC) and
-    86,400 (days, at 00:00 UTC), and :attr:`PostedMessage.received_at` is the reading as a UTC
+    86,400 (days, at 00:00 UTC), and ``PostedMessage.received_at`` is the reading as a UTC
     ``datetime``. A clock that starts at 0 (a hand-moved one in a test) is read as
     1970-01-01 00:00 UTC, so its multiples of 3,600 are still the window boundaries.
     """
