@@ -60,6 +60,7 @@ class _Client(threading.Thread):
         self.finished = finished
         self.answers: list[httpx.Response] = []
         self.state: dict[str, Any] = {}
+        self.page = ""
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -80,7 +81,9 @@ class _Client(threading.Thread):
                 post("refused at 10:59:59")
                 self.timer.now += 1 / 3600  # one more: 11:00:00, a new hour
                 post("c")
-                self.state = http.get(f"{url.rsplit('/', 2)[0]}/state.json").json()
+                base = url.rsplit("/", 2)[0]
+                self.state = http.get(f"{base}/state.json").json()
+                self.page = http.get(f"{base}/").text
         except BaseException as exc:  # reported by the test, in its own thread
             self.error = exc
         finally:
@@ -125,6 +128,10 @@ def test_a_served_quota_hour_passes_in_a_scaled_second(
         ("c", "2026-12-05T11:00:00+00:00"),
     ]
     assert "runs 3600 times faster than real time: a quota hour lasts 1 s" in out
+    assert "a quota hour lasts 1 s" in client.page
+    assert (
+        '<time datetime="2026-12-05T11:00:00+00:00">2026-12-05 11:00:00 UTC</time>' in client.page
+    )
 
 
 def test_without_a_time_scale_the_emulator_runs_on_the_loop_clock() -> None:
