@@ -55,7 +55,13 @@ async def drain(
     import hookapi  # noqa: PLC0415
     from hookapi.emulator import Emulator  # noqa: PLC0415
 
-    emulator = Emulator(per_hour=per_hour, per_day=max(10 * messages, 10_000), window=window)  # type: ignore[arg-type]
+    # Windows in loop seconds (UTC 1970 to the emulator), so that hours start at 0 as reckoned.
+    emulator = Emulator(
+        per_hour=per_hour,
+        per_day=max(10 * messages, 10_000),
+        window=window,  # type: ignore[arg-type]
+        clock=anyio.current_time,
+    )
     hook = emulator.create_hook("Bench")
     # A backlog is worth waiting hours for: the deadline must outlast the whole drain.
     policy = hookapi.RetryPolicy(deadline=7 * 24 * HOUR, max_retry_after=7 * 24 * HOUR)

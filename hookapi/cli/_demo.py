@@ -14,9 +14,11 @@ import contextvars
 import logging
 import math
 import sys
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -26,10 +28,10 @@ from .._client import AsyncHookClient, PostResult
 from .._exceptions import HookAPIError
 from .._http import ConnectionPool
 from .._retry import RetryPolicy
-from ..emulator import Emulator, Hook
+from ..emulator import Emulator, Hook, ScaledClock
 from ..emulator._page import DesktopPage
 from ._common import ExitCode, Progress, percentile, plural, run_until_signal, write_line
-from ._stage import BackgroundServer, ScaledClock, ScaledTimeLoop
+from ._stage import BackgroundServer, ScaledTimeLoop
 
 if TYPE_CHECKING:
     from ..emulator._app import ASGIApp, Receive, Scope, Send
@@ -201,7 +203,9 @@ class _Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.scale: float = args.time_scale
-        self.clock = ScaledClock(self.scale)
+        # From the top of the current UTC hour, so that the first fixed window is a full one.
+        hour = datetime.fromtimestamp(time.time() // HOUR * HOUR, UTC)
+        self.clock = ScaledClock(self.scale, start=hour)
         self.throttles = _Throttles()
         self.emulator = Emulator(
             per_hour=args.per_hour,
@@ -227,8 +231,7 @@ class _Demo:
 
     def app(self) -> ASGIApp:
         """The app to serve: the desktop page, in front of the emulator with its faults."""
-        page = DesktopPage(self.emulator, refresh=1.0, note=self._note(), clock=self.clock)
-        page.start_clock()
+        page = DesktopPage(self.emulator, refresh=1.0, note=self._note())
         if self.args.no_faults:
             return page
         return _ScriptedFaults(page, self.emulator, self.hook, total=self.args.messages)
@@ -335,8 +338,12 @@ class _Demo:
         waits = [r.elapsed for r in results]
         real = (burst.finished - burst.started) / scale
         quota = self.emulator.quota(self.hook)
-        # The quota clock starts at 0 with the demo, so clock hours are the fixed windows.
-        hours = Counter(int(m.received_at // HOUR) for m in self.emulator.messages(self.hook))
+        # The quota clock reads UTC seconds, so its whole hours are the fixed windows.
+        first_hour = int(self.clock.start.timestamp() // HOUR)
+        hours = Counter(
+            int(m.received_monotonic // HOUR) - first_hour
+            for m in self.emulator.messages(self.hook)
+        )
         per_hour = per_hour_text(hours)
         delivered = f"{len(results)} of {len(burst.texts)}"
         if not problems:

@@ -11,8 +11,8 @@ import argparse
 import math
 import sys
 import textwrap
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final
 
 from ._common import CommandError, ExitCode, write_line
 
@@ -79,6 +79,30 @@ def _positive_seconds(text: str) -> float:
 
 def _any_seconds(text: str) -> float:
     return _seconds(text, allow_zero=True)
+
+
+#: The fastest ``serve --time-scale``: a quota day per real second. A served emulator runs for
+#: long, and every message's time must stay within ``datetime``'s years (to 9999): at this
+#: speed that takes over a month of serving.
+MAX_SERVE_TIME_SCALE: Final = 86_400.0
+#: The fastest ``demo --time-scale``: the emulator's ``ScaledClock`` limit, written out so that
+#: ``hookapi --help`` need not import the emulator.
+MAX_DEMO_TIME_SCALE: Final = 1e9
+
+
+def _time_scale(maximum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or not 0 < value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be a number above 0 and at most {maximum:g}"
+            )
+        return value
+
+    return parse
 
 
 def _fraction(text: str) -> float:
@@ -176,8 +200,8 @@ def _add_emulator_options(parser: argparse.ArgumentParser, *, per_hour: int) -> 
         "--window",
         choices=("fixed", "sliding"),
         default="fixed",
-        help="quota windows: clock-aligned hours and days, or the last 3,600 and 86,400 "
-        "seconds (default: fixed)",
+        help="quota windows: UTC clock hours and days (from :00 and 00:00 UTC), or the last "
+        "3,600 and 86,400 seconds (default: fixed)",
     )
     parser.add_argument(
         "--per-hour",
@@ -250,6 +274,15 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="read the first hook's secret from PATH (default: 64 fresh hex characters)",
     )
     serve.add_argument(
+        "--time-scale",
+        type=_time_scale(MAX_SERVE_TIME_SCALE),
+        default=None,
+        metavar="FACTOR",
+        help="run the emulator's clock FACTOR times faster than real time, so that quota "
+        "windows pass sooner: 3600 makes a quota hour last 1 s (default: real time; at most "
+        "86400). Clients that wait out a 429 still wait real seconds",
+    )
+    serve.add_argument(
         "--url-file",
         metavar="PATH",
         help="also write the first hook's URL to PATH (mode 0600), for hookapi send --url-file",
@@ -290,11 +323,11 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     demo.add_argument(
         "--time-scale",
-        type=_positive_seconds,
+        type=_time_scale(MAX_DEMO_TIME_SCALE),
         default=720.0,
         metavar="FACTOR",
         help="how much faster than real time the clock runs; 720 makes a quota hour last "
-        "5 s, 1 is real time (default: 720)",
+        "5 s, 1 is real time (default: 720; at most 1e9)",
     )
     demo.add_argument(
         "--latency",

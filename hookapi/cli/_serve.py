@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..emulator import Emulator, Hook, Server
+from ..emulator import Emulator, Hook, ScaledClock, Server
 from ..emulator._page import DesktopPage
 from ._common import (
     CommandError,
@@ -90,6 +90,7 @@ def _emulator(args: argparse.Namespace) -> tuple[Emulator, list[Hook]]:
             per_hour=args.per_hour,
             per_day=args.per_day,
             window=args.window,
+            clock=None if args.time_scale is None else ScaledClock(args.time_scale),
             fault_rate=args.fault_rate,
             latency=args.latency,
             seed=args.seed,
@@ -105,14 +106,23 @@ def _emulator(args: argparse.Namespace) -> tuple[Emulator, list[Hook]]:
 def run_serve(args: argparse.Namespace) -> int:
     """Run ``hookapi serve`` with parsed ``args``; return the exit status."""
     emulator, hooks = _emulator(args)
-    page = DesktopPage(emulator)
+    page = DesktopPage(emulator, note=_clock_note(args.time_scale))
     return anyio.run(_serve, args, emulator, hooks, page)
+
+
+def _clock_note(scale: float | None) -> str:
+    """What the page and the announcement say of a sped-up clock (nothing for real time)."""
+    if scale is None or scale == 1:
+        return ""
+    return (
+        f"The emulator's clock runs {scale:g} times faster than real time: a quota hour lasts "
+        f"{3600 / scale:.3g} s. A client waiting out a 429 still waits real seconds."
+    )
 
 
 async def _serve(
     args: argparse.Namespace, emulator: Emulator, hooks: list[Hook], page: DesktopPage
 ) -> int:
-    page.start_clock()
     async with serve_page(page, host=args.host, port=args.port) as server:
 
         async def until_stopped() -> None:
@@ -135,6 +145,9 @@ def _announce(
         f"{emulator.per_hour} requests per hour, {emulator.per_day} per day, fault rate "
         f"{emulator.fault_rate:g}, latency {emulator.latency:g} s)"
     )
+    note = _clock_note(args.time_scale)
+    if note:
+        write_line(note)
     write_line(f"Desktop page: {server.url}/")
     for hook in hooks:
         write_line(f"Hook URL for Desktop {hook.desktop!r}: {hook.url_for(server.url)}")

@@ -1,10 +1,10 @@
-"""The demo's stage: a clock that runs faster than real time, and an emulator served beside it.
+"""The demo's stage: an event loop on a sped-up clock, and an emulator served beside it.
 
-The demo's client runs on an event loop whose clock is sped up, so its pacing, backoff and
-timeouts pass hours in seconds. The emulator counts its quota on the same sped-up clock (its
-``clock`` option), but it is served from a thread with an ordinary event loop, so that its
-sockets' idle timeouts stay in real seconds: on the sped-up clock a 5 s idle timeout would
-close a fresh connection before its first request could arrive.
+The demo's client runs on an event loop whose clock is a :class:`ScaledClock`, so its pacing,
+backoff and timeouts pass hours in seconds. The emulator counts its quota on the same sped-up
+clock (its ``clock`` option), but it is served from a thread with an ordinary event loop, so
+that its sockets' idle timeouts stay in real seconds: on the sped-up clock a 5 s idle timeout
+would close a fresh connection before its first request could arrive.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import selectors
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import anyio
 
+from ..emulator import ScaledClock
 from ._common import CommandError
 from ._serve import serve_page
 
@@ -25,22 +25,6 @@ if TYPE_CHECKING:
     from ..emulator._app import ASGIApp
 
 __all__ = ["BackgroundServer", "ScaledClock", "ScaledTimeLoop"]
-
-
-class ScaledClock:
-    """Seconds since it was made, counted ``scale`` times faster than real time.
-
-    Args:
-        scale: How much faster than real time the clock runs (1: real time).
-    """
-
-    def __init__(self, scale: float) -> None:
-        self.scale = scale
-        self._origin = time.monotonic()
-
-    def __call__(self) -> float:
-        """The clock's time now."""
-        return (time.monotonic() - self._origin) * self.scale
 
 
 class _ScaledSelector(selectors.DefaultSelector):

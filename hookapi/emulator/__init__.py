@@ -2,10 +2,11 @@
 
 The emulator answers ``POST /{hook_id}/{secret}/message`` as the service does (200 ``ok``,
 401, 400, 404, 405, the four ``X-Rate-Limit-*`` headers on every answer), counts each hook's
-quota over fixed or sliding windows, answers 429 with ``Retry-After`` when it is used up, and
-injects faults on demand. Reach it in process (:meth:`Emulator.transport`), over a real socket
-(:meth:`Emulator.serve`, :meth:`Emulator.run`), or mount :attr:`Emulator.app` in any ASGI
-server. It needs nothing beyond the SDK's own dependencies.
+quota over fixed (UTC clock hours and days) or sliding windows on its :class:`Clock`, answers
+429 with ``Retry-After`` when it is used up, and injects faults on demand. Reach it in process
+(:meth:`Emulator.transport`), over a real socket (:meth:`Emulator.serve`, :meth:`Emulator.run`),
+or mount :attr:`Emulator.app` in any ASGI server. It needs nothing beyond the SDK's own
+dependencies.
 
 Example:
     >>> from hookapi.emulator import Emulator
@@ -17,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from ._clock import Clock, LoopClock, ScaledClock
 from ._emulator import Emulator
 from ._models import (
     IN_PROCESS_BASE_URL,
@@ -31,12 +33,15 @@ from ._server import Server
 
 __all__ = [
     "IN_PROCESS_BASE_URL",
+    "Clock",
     "Emulator",
     "Fault",
     "FaultKind",
     "Hook",
+    "LoopClock",
     "PostedMessage",
     "QuotaState",
+    "ScaledClock",
     "Server",
     "Window",
 ]

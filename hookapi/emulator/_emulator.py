@@ -6,10 +6,10 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Literal
 
-import anyio
 import httpx
 
 from ._app import ASGIApp, HookAPIApp
+from ._clock import Clock, LoopClock
 from ._faults import check_fault_rate
 from ._inprocess import EmulatorTransport
 from ._models import IN_PROCESS_BASE_URL, Fault, FaultKind, Hook, PostedMessage, QuotaState, Window
@@ -47,10 +47,13 @@ class Emulator:
     Args:
         per_hour: Requests each hook may make per hour.
         per_day: Requests each hook may make per day.
-        window: ``"fixed"``: hours and days aligned to multiples of 3,600 and 86,400 seconds of
-            the clock; ``"sliding"``: the last 3,600 and 86,400 seconds.
-        clock: Returns the current time in seconds (default ``anyio.current_time``, the event
-            loop's clock; outside a running loop, :meth:`quota` reads its latest reading).
+        window: ``"fixed"``: UTC clock hours and days (starting at :00 and at 00:00 UTC);
+            ``"sliding"``: the last 3,600 and 86,400 seconds.
+        clock: A :class:`Clock`: returns the time in UTC seconds since the epoch. The default,
+            a :class:`LoopClock`, starts at the wall clock's time and advances with the event
+            loop's clock (outside a running loop, it stands at its latest reading); a
+            :class:`ScaledClock` runs faster than real time, for an emulator served to other
+            processes.
         fault_rate: The fraction of requests answered with a random 500 or 503.
         latency: Seconds added to every answer.
         max_body_bytes: Larger request bodies are refused with 400.
@@ -78,7 +81,7 @@ class Emulator:
         per_hour: int = 1000,
         per_day: int = 10_000,
         window: Window = "fixed",
-        clock: Callable[[], float] | None = None,
+        clock: Clock | None = None,
         fault_rate: float = 0.0,
         latency: float = 0.0,
         max_body_bytes: int = 64 * 1024,
@@ -89,7 +92,7 @@ class Emulator:
             per_hour=per_hour,
             per_day=per_day,
             window=window,
-            clock=clock or anyio.current_time,
+            clock=LoopClock() if clock is None else clock,
             fault_rate=fault_rate,
             latency=latency,
             max_body_bytes=max_body_bytes,
@@ -119,6 +122,11 @@ class Emulator:
     def window(self) -> Window:
         """``"fixed"`` or ``"sliding"``."""
         return self._state.window
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the emulator reads time from (its quota windows, ``received_at``)."""
+        return self._state.clock
 
     @property
     def max_body_bytes(self) -> int:

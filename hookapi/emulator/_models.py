@@ -7,6 +7,7 @@ without the emulator changing them underneath.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Literal, TypeAlias
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
 #: the secret off the machine.
 IN_PROCESS_BASE_URL: Final = "http://emulator.localhost"
 
-#: How quotas are counted: clock-aligned hours and days, or the last 3,600 and 86,400 seconds.
+#: How quotas are counted: UTC clock hours and days, or the last 3,600 and 86,400 seconds.
 Window: TypeAlias = Literal["fixed", "sliding"]
 
 #: An HTTP error status to answer with, ``"drop"`` (close the connection without an answer)
@@ -73,16 +74,21 @@ class PostedMessage:
 
     Attributes:
         text: The ``message`` field exactly as received.
-        received_at: When it arrived, in seconds of the emulator's clock (by default the
-            event loop's clock, which trio's ``MockClock`` may drive).
+        received_at: When it arrived, a timezone-aware UTC ``datetime`` read on the emulator's
+            clock (so sped up with a :class:`ScaledClock`, virtual under trio's ``MockClock``).
         desktop: The Desktop it was posted to.
         hook_id: The hook that posted it.
+        received_monotonic: The same reading in seconds (UTC seconds since the epoch on the
+            emulator's clock, which its default and scaled clocks never move backwards): for
+            ordering messages and measuring the time between them without ``datetime``
+            arithmetic.
     """
 
     text: str
-    received_at: float
+    received_at: datetime
     desktop: str
     hook_id: str
+    received_monotonic: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,11 +1,12 @@
 """The desktop page: an ASGI app that shows an emulator's Desktops and hands it everything else.
 
-``GET /`` lists every Desktop with the bot's latest messages, its hooks' quota and the faults
-injected; ``GET /desktops/{name}`` shows one Desktop in full and ``GET /state.json`` the same
-facts for scripts. Every other request (the hook endpoint above all) goes to the emulator's own
-app untouched. Message text and Desktop names are user input, so every piece of text goes
-through :func:`html.escape`, and a Content-Security-Policy that allows no script at all stands
-behind that. Hook secrets never appear: the page knows hooks by id only.
+``GET /`` lists every Desktop with the bot's latest messages (each at its UTC time on the
+emulator's clock), its hooks' quota and the faults injected; ``GET /desktops/{name}`` shows one
+Desktop in full and ``GET /state.json`` the same facts for scripts. Every other request (the
+hook endpoint above all) goes to the emulator's own app untouched. Message text and Desktop
+names are user input, so every piece of text goes through :func:`html.escape`, and a
+Content-Security-Policy that allows no script at all stands behind that. Hook secrets never
+appear: the page knows hooks by id only.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 
-import anyio
-
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
+    from datetime import datetime
 
     from . import Emulator, Hook, PostedMessage
 
@@ -65,12 +65,10 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _clock(seconds: float) -> str:
-    """``seconds`` since the page started as ``h:mm:ss.s``."""
-    seconds = max(0.0, seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{int(hours)}:{int(minutes):02d}:{secs:04.1f}"
+def _time(when: datetime) -> str:
+    """A ``<time>`` element: the ISO 8601 time for machines, date and time in UTC for people."""
+    shown = when.strftime("%Y-%m-%d %H:%M:%S")
+    return f'<time datetime="{_e(when.isoformat())}">{shown} UTC</time>'
 
 
 class DesktopPage:
@@ -80,33 +78,12 @@ class DesktopPage:
         emulator: The emulator whose state the page shows and whose app answers the rest.
         refresh: Seconds between the browser's reloads of a page.
         note: A line shown under the title (such as how fast the emulator's clock runs).
-        clock: The emulator's clock, which message times are read on (default: the event
-            loop's, as the emulator's default is).
     """
 
-    def __init__(
-        self,
-        emulator: Emulator,
-        *,
-        refresh: float = 2.0,
-        note: str = "",
-        clock: Callable[[], float] = anyio.current_time,
-    ) -> None:
+    def __init__(self, emulator: Emulator, *, refresh: float = 2.0, note: str = "") -> None:
         self._emulator = emulator
         self._refresh = refresh
         self._note = note
-        self._clock = clock
-        self._origin: float | None = None
-
-    def _since_start(self, when: float) -> float:
-        # Times are shown from the page's start: the emulator's clock has no meaningful zero.
-        if self._origin is None:
-            self._origin = self._clock()
-        return when - self._origin
-
-    def start_clock(self) -> None:
-        """Count message times from now (with the default clock, call it in the event loop)."""
-        self._origin = self._clock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the page's own routes; pass every other request to the emulator's app."""
@@ -156,7 +133,7 @@ class DesktopPage:
                         {
                             "text": m.text,
                             "hook_id": m.hook_id,
-                            "seconds": round(self._since_start(m.received_at), 3),
+                            "received_at": m.received_at.isoformat(),
                         }
                         for m in messages[-_FULL:]
                     ],
@@ -259,8 +236,7 @@ class DesktopPage:
         if not messages:
             return '<p class="empty">No message yet.</p>'
         items = "".join(
-            f"<li><time>{_clock(self._since_start(m.received_at))}</time>"
-            f'<span class="text">{_e(m.text)}</span></li>'
+            f'<li>{_time(m.received_at)}<span class="text">{_e(m.text)}</span></li>'
             for m in messages
         )
         return f"<ol>{items}</ol>"

@@ -1,7 +1,8 @@
-"""Per-hook quota counting over fixed (clock-aligned) or sliding hourly and daily windows.
+"""Per-hook quota counting over fixed (UTC clock hours and days) or sliding windows.
 
-Pure bookkeeping: every method takes the current time, so the same code serves the real
-clock, trio's ``MockClock`` and a test that passes numbers by hand.
+Pure bookkeeping: every method takes the current time in UTC seconds since the epoch, so the
+same code serves the wall clock, a sped-up one, trio's ``MockClock`` and a test that passes
+numbers by hand.
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ class QuotaCounter(abc.ABC):
 
 
 class FixedWindows(QuotaCounter):
-    """Hours and days that start at multiples of 3,600 and 86,400 seconds of the clock."""
+    """UTC clock hours and days: multiples of 3,600 and 86,400 seconds since the epoch.
+
+    POSIX time leaves leap seconds out, so these multiples are exactly :00 UTC and 00:00 UTC.
+    """
 
     window: Window = "fixed"
 

@@ -11,14 +11,15 @@ import re
 import secrets
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import anyio
-
+from ._clock import to_utc
 from ._faults import FaultPlan
 from ._models import Hook, PostedMessage, QuotaState, Window
 from ._quota import QuotaCounter, make_counter
+
+if TYPE_CHECKING:
+    from ._clock import Clock
 
 __all__ = ["State", "check_count", "check_seconds"]
 
@@ -63,7 +64,7 @@ class State:
         per_hour: int,
         per_day: int,
         window: Window,
-        clock: Callable[[], float],
+        clock: Clock,
         fault_rate: float,
         latency: float,
         max_body_bytes: int,
@@ -76,7 +77,6 @@ class State:
         self.per_day = check_count("per_day", per_day)
         self.window: Window = window
         self.clock = clock
-        self._last_reading = 0.0
         self.latency = check_seconds("latency", latency)
         self.max_body_bytes = check_count("max_body_bytes", max_body_bytes)
         self.base_url = base_url
@@ -119,17 +119,8 @@ class State:
         return hook if matches and hook is not None else None
 
     def now(self) -> float:
-        """The clock's time; outside an event loop, the default clock's latest reading.
-
-        The default clock is the running loop's: between runs of a loop (a test reading the
-        quota after ``anyio.run``, a sync script) its time stands still where it was last read.
-        """
-        try:
-            self._last_reading = self.clock()
-        except RuntimeError:  # anyio's NoEventLoopError (or sniffio's error before 4.11)
-            if self.clock is not anyio.current_time:
-                raise
-        return self._last_reading
+        """The clock's time, in UTC seconds since the epoch."""
+        return self.clock()
 
     def quota(self, hook_id: str) -> QuotaState:
         """The quota of ``hook_id`` now."""
@@ -147,8 +138,13 @@ class State:
 
     def post(self, hook: Hook, text: str) -> PostedMessage:
         """Record ``text`` as posted by ``hook`` now."""
+        now = self.now()
         message = PostedMessage(
-            text=text, received_at=self.now(), desktop=hook.desktop, hook_id=hook.id
+            text=text,
+            received_at=to_utc(now),
+            desktop=hook.desktop,
+            hook_id=hook.id,
+            received_monotonic=now,
         )
         self.messages[hook.id].append(message)
         self.all_messages.append(message)

@@ -6,6 +6,7 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -27,14 +28,21 @@ JSON = {"Content-Type": "application/json"}
 async def test_a_post_answers_200_ok_and_is_recorded(
     emulator: Emulator, hook: Hook, clock: HandClock
 ) -> None:
-    clock.now = 12.5
+    arrival = datetime(2026, 3, 1, 9, 30, 12, 500_000, tzinfo=UTC)
+    clock.now = arrival.timestamp()
     response = await post(emulator, hook, "Deploy finished ✓")
     assert response.status_code == 200
     assert response.text == "ok"
     assert response.headers["content-type"].startswith("text/plain")
     assert rate(response) == (3, 5, 1, 2)
     assert emulator.messages(hook) == [
-        PostedMessage(text="Deploy finished ✓", received_at=12.5, desktop="Ops", hook_id=hook.id)
+        PostedMessage(
+            text="Deploy finished ✓",
+            received_at=arrival,
+            desktop="Ops",
+            hook_id=hook.id,
+            received_monotonic=clock.now,
+        )
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -102,7 +103,6 @@ async def test_the_index_shows_quota_faults_and_the_latest_messages_first(
 
 
 async def test_an_empty_emulator_says_so(page: DesktopPage, emulator: Emulator) -> None:
-    page.start_clock()
     assert "No Desktop has a hook yet." in page.render_index()
     emulator.create_hook("Quiet")
     assert "No message yet." in page.render_index()
@@ -169,3 +169,23 @@ async def test_lifespan_goes_to_the_emulator(page: DesktopPage) -> None:
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
     ]
+
+
+async def test_message_times_are_shown_in_utc_iso_8601() -> None:
+    emulator = Emulator(clock=lambda: datetime(2026, 12, 5, 10, 59, 30, 250_000, UTC).timestamp())
+    hook = emulator.create_hook("Ops")
+    page = DesktopPage(emulator)
+    transport = httpx.ASGITransport(app=page)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        assert (await post(http, hook, "deployed")).status_code == 200
+        state = (await http.get("/state.json")).json()
+        body = (await http.get("/")).text
+    (message,) = state["desktops"][0]["messages"]
+    assert message == {
+        "text": "deployed",
+        "hook_id": hook.id,
+        "received_at": "2026-12-05T10:59:30.250000+00:00",
+    }
+    assert (
+        '<time datetime="2026-12-05T10:59:30.250000+00:00">2026-12-05 10:59:30 UTC</time>' in body
+    )

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from typing import assert_type
 
 import httpx
 
 from hookapi import AsyncHookClient
-from hookapi.emulator import Emulator, Fault, Hook, PostedMessage, QuotaState, Server, Window
+from hookapi.emulator import (
+    Clock,
+    Emulator,
+    Fault,
+    Hook,
+    LoopClock,
+    PostedMessage,
+    QuotaState,
+    ScaledClock,
+    Server,
+    Window,
+)
 from hookapi.testing import VirtualTimeEventLoop, assert_posted, make_client, scripted_faults
 
 
@@ -31,6 +43,22 @@ def check_emulator(emulator: Emulator) -> None:
     assert_type(emulator.serve(port=0), AbstractAsyncContextManager[Server])
     assert_type(emulator.window, Window)
     assert_type(emulator.fault_rate, float)
+    assert_type(emulator.clock, Clock)
+    assert_type(emulator.messages()[0].received_at, datetime)
+    assert_type(emulator.messages()[0].received_monotonic, float)
+
+
+def check_clocks() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    scaled = ScaledClock(3600, start=start, timer=lambda: 0.0)
+    assert_type(scaled(), float)
+    assert_type(scaled.scale, float)
+    assert_type(scaled.start, datetime)
+    assert_type(LoopClock(start=start)(), float)
+    clocks: list[Clock] = [scaled, LoopClock(), lambda: 0.0]
+    Emulator(clock=scaled)
+    Emulator(clock=lambda: 0.0)
+    Emulator(clock=clocks[0])
 
 
 def check_testing(emulator: Emulator, hook: Hook) -> None:

@@ -85,7 +85,10 @@ async def recovery(
     (c) sliding window, another client posted every 30 s for the hour before the drain.
     """
     window: Window = "fixed" if case == "a" else "sliding"
-    emulator = Emulator(per_hour=per_hour, per_day=100 * per_hour, window=window)
+    # Windows in loop seconds, so that the drain's start and its ideal are on one timeline.
+    emulator = Emulator(
+        per_hour=per_hour, per_day=100 * per_hour, window=window, clock=anyio.current_time
+    )
     hook = emulator.create_hook("Recovery")
     spacing = HOUR / per_hour
     if case == "c":
@@ -115,7 +118,7 @@ async def recovery(
 
         for _ in range(tasks):
             tg.start_soon(worker)
-    mine = [m.received_at for m in emulator.messages(hook) if m.text.startswith("mine")]
+    mine = [m.received_monotonic for m in emulator.messages(hook) if m.text.startswith("mine")]
     finish = max(mine) - start
     refused = emulator.status_counts.get(429, 0) - refused_before
     return {

@@ -167,7 +167,7 @@ class Stage:
         self.background.stop()
 
     def delivered(self) -> list[PostedMessage]:
-        return sorted(self.emulator.messages(self.hook), key=lambda m: m.received_at)
+        return sorted(self.emulator.messages(self.hook), key=lambda m: m.received_monotonic)
 
 
 def ideal(messages: int) -> float:
@@ -206,7 +206,7 @@ def test_four_processes_share_one_quota(
         assert "FAILED" not in worker.stderr, worker.stderr
     assert set(stage.emulator.status_counts) == {200}
     check_each_posted_once(messages)
-    times = [m.received_at for m in messages]
+    times = [m.received_monotonic for m in messages]
     check_the_quota_held(times, window)
     # A fixed window is ideal from the top of its hour; a sliding one from the first message
     # (nothing can go before the processes have started).
@@ -217,7 +217,7 @@ def test_four_processes_share_one_quota(
     record_property("fleet_ratio", round(ratio, 4))
     record_property("fleet_shares", dict(shares))
     print(f"\n[fleet] {window}: message {total} at {ratio:.4f}x the ideal; shares {dict(shares)}")
-    timeline = [(round(m.received_at), m.text) for m in messages[:total]]
+    timeline = [(round(m.received_monotonic), m.text) for m in messages[:total]]
     assert ratio <= 1.10, timeline
     assert len(shares) == PROCESSES
     assert max(shares.values()) - min(shares.values()) <= 0.2 * max(shares.values())
@@ -244,17 +244,17 @@ def test_a_process_joins_and_one_is_killed_mid_run(
     messages = stage.delivered()
     assert set(stage.emulator.status_counts) == {200}
     check_each_posted_once(messages)
-    check_the_quota_held([m.received_at for m in messages], "sliding")
+    check_the_quota_held([m.received_monotonic for m in messages], "sliding")
     for worker in survivors:
         assert worker.report["failed"] == [], worker.stderr
         assert sorted(worker.report["posted"]) == sorted(f"{worker.name} {n}" for n in range(count))
     # The survivors went on without the dead process: whatever it held came back within its
     # lease, so the run ends within the ideal plus that.
     done = len(messages)
-    last = messages[-1].received_at
+    last = messages[-1].received_monotonic
     record_property("fleet_kill_ratio", round(last / ideal(done), 4))
     print(f"\n[fleet] kill+join: {done} messages, last at {last / ideal(done):.4f}x the ideal")
-    assert any(m.text.startswith("p1 ") and m.received_at > killed_at for m in messages)
+    assert any(m.text.startswith("p1 ") and m.received_monotonic > killed_at for m in messages)
     assert last <= 1.10 * ideal(done) + LEASE * SCALE
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -17,7 +18,7 @@ import pytest
 
 import hookapi.testing
 from hookapi import AsyncHookClient, RateLimitError, RetryPolicy
-from hookapi.emulator import Emulator, Hook
+from hookapi.emulator import Emulator, Hook, LoopClock
 from hookapi.testing import VirtualTimeEventLoop, assert_posted, make_client, scripted_faults
 
 
@@ -66,6 +67,21 @@ async def test_the_client_fixture_throttles_in_virtual_time(
     assert anyio.current_time() >= 3600  # it waited for the next hour
     assert_posted(hook_emulator, hook, ["a", "b", "c"])
     assert 429 not in hook_emulator.status_counts
+
+
+@pytest.mark.anyio
+@pytest.mark.hook_emulator(clock=LoopClock(start=datetime(2026, 1, 1, 10, 59, 30, tzinfo=UTC)))
+async def test_the_marker_pins_the_emulators_clock(
+    hook_client: AsyncHookClient, hook_emulator: Emulator, hook: Hook
+) -> None:
+    await hook_client.post_message("a")
+    await anyio.sleep(45)
+    await hook_client.post_message("b")
+    first, second = hook_emulator.messages(hook)
+    assert first.received_at == datetime(2026, 1, 1, 10, 59, 30, tzinfo=UTC)
+    assert second.received_at == datetime(2026, 1, 1, 11, 0, 15, tzinfo=UTC)
+    assert second.received_monotonic - first.received_monotonic == 45
+    assert hook_emulator.quota(hook).used_hour == 1  # 11:00 started a new hour
 
 
 @pytest.mark.anyio
