@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -171,8 +172,43 @@ async def test_the_client_comes_from_the_environment_by_default(
         assert (await http.get("/policy")).json() == 2
 
 
+async def test_the_url_may_come_from_the_file_hookapi_url_file_names(
+    emulator: Emulator, hook: Hook, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "hook-url"
+    path.write_text(f"\n{hook.url}\n")
+    monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    monkeypatch.setenv("HOOKAPI_URL_FILE", str(path))
+    app = make_app(emulator, hook, url=None)
+    async with serving(app) as http:
+        assert (await http.post("/notify", params={"text": "hi"})).status_code == 200
+    assert_posted(emulator, hook, ["hi"])
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "which cannot be read: No such file or directory."),
+        (b"", "which must hold one non-blank line: the hook URL."),
+        (b"\xff", "which is not UTF-8 text."),
+    ],
+)
+async def test_a_bad_hookapi_url_file_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    path = tmp_path / "hook-url"
+    if content is not None:
+        path.write_bytes(content)
+    monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    monkeypatch.setenv("HOOKAPI_URL_FILE", str(path))
+    error = await start_failure(FastAPI(lifespan=hook_lifespan()))
+    assert isinstance(error, hookapi.InvalidInputError)
+    assert str(error) == f"HOOKAPI_URL_FILE names {path}, {problem}"
+
+
 async def test_a_missing_url_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    monkeypatch.delenv("HOOKAPI_URL_FILE", raising=False)
     error = await start_failure(FastAPI(lifespan=hook_lifespan()))
     assert isinstance(error, hookapi.InvalidInputError)
     assert str(error) == "The environment variable HOOKAPI_URL is not set."

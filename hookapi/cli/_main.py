@@ -98,8 +98,8 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description=_paragraph(
             "Post MESSAGE, or each line of standard input, through a hook. The hook URL is a "
             "credential, so it is read from the environment variable HOOKAPI_URL or from a "
-            "file (--url-file), never from the command line, where shell history and ps "
-            "would keep it."
+            "file (--url-file, or the file the environment variable HOOKAPI_URL_FILE names), "
+            "never from the command line, where shell history and ps would keep it."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -118,7 +118,7 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     send.add_argument(
         "--url-file",
         metavar="PATH",
-        help="read the hook URL from PATH instead of HOOKAPI_URL",
+        help="read the hook URL from PATH instead of HOOKAPI_URL or HOOKAPI_URL_FILE",
     )
     send.add_argument("--json", action="store_true", help="print JSON (one object a message)")
     send.add_argument(

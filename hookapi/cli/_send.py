@@ -1,10 +1,10 @@
 """``hookapi send``: post one message, or each line of standard input, and say what happened.
 
-The hook URL is a credential, so it comes only from ``HOOKAPI_URL`` or a file, never from the
-command line. Lines go through an :class:`~hookapi.Outbox`: one after another, in order, as a
-chat reader expects them, each waiting for the quota as long as it takes; the first failure
-stops the run, and an interrupted run says which lines were posted, which may have been, and
-which were not sent.
+The hook URL is a credential, so it comes only from ``HOOKAPI_URL`` or a file (``--url-file``,
+or ``HOOKAPI_URL_FILE``), never from the command line. Lines go through an
+:class:`~hookapi.Outbox`: one after another, in order, as a chat reader expects them, each
+waiting for the quota as long as it takes; the first failure stops the run, and an interrupted
+run says which lines were posted, which may have been, and which were not sent.
 """
 
 from __future__ import annotations
@@ -40,23 +40,34 @@ from ._common import (
     write_line,
 )
 
-__all__ = ["format_lines", "read_hook_url", "run_send"]
+__all__ = ["FILE_ENV_VAR", "format_lines", "read_hook_url", "run_send"]
+
+#: Names a file holding the hook URL, read when ``HOOKAPI_URL`` is not set.
+FILE_ENV_VAR = f"{ENV_VAR}_FILE"
 
 
 def read_hook_url(url_file: str | None) -> str:
-    """The hook URL from ``url_file`` (its one non-blank line) or from ``HOOKAPI_URL``.
+    """The hook URL: from ``url_file``, ``HOOKAPI_URL``, or the file ``HOOKAPI_URL_FILE`` names.
+
+    A file is read for its one non-blank line; either way the URL never has to be typed on a
+    command line, where shell history and ``ps`` would keep the secret.
 
     Raises:
-        CommandError: Neither gives a URL, or the file cannot be read.
+        CommandError: None of them gives a URL, or the file cannot be read.
     """
     if url_file is not None:
         return read_credential_file(url_file, what="hook URL", command="send")
     url = os.environ.get(ENV_VAR, "").strip()
-    if not url:
-        raise CommandError(
-            f"no hook URL: set {ENV_VAR}, or pass --url-file PATH.", ExitCode.INVALID_INPUT
-        )
-    return url
+    if url:
+        return url
+    named = os.environ.get(FILE_ENV_VAR, "").strip()
+    if named:
+        return read_credential_file(named, what="hook URL", command="send")
+    raise CommandError(
+        f"no hook URL: set {ENV_VAR}, or {FILE_ENV_VAR} to a file that holds it, or pass "
+        "--url-file PATH.",
+        ExitCode.INVALID_INPUT,
+    )
 
 
 def format_lines(numbers: list[int]) -> str:

@@ -145,9 +145,43 @@ def test_without_a_hook_url_nothing_is_sent(
     cli: RunCLI, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    monkeypatch.delenv("HOOKAPI_URL_FILE", raising=False)
     ran = cli("send", "hello")
     assert ran.code == ExitCode.INVALID_INPUT
-    assert "no hook URL: set HOOKAPI_URL, or pass --url-file PATH." in ran.err
+    assert (
+        "no hook URL: set HOOKAPI_URL, or HOOKAPI_URL_FILE to a file that holds it, or pass "
+        "--url-file PATH." in ran.err
+    )
+    assert texts(emulator) == []
+
+
+def test_hookapi_url_file_names_the_file_when_hookapi_url_is_unset(
+    cli: RunCLI, emulator: Emulator, hook: Hook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "url"
+    path.write_text(f"{hook.url_for(NOWHERE)}\n")
+    path.chmod(0o600)
+    monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    monkeypatch.setenv("HOOKAPI_URL_FILE", str(path))
+    ran = cli("send", "from the file the environment names")
+    assert ran.code == ExitCode.OK, ran.err
+    assert ran.err == ""
+    # HOOKAPI_URL, when set, wins: the file is not even read.
+    monkeypatch.setenv("HOOKAPI_URL", hook.url_for(NOWHERE))
+    monkeypatch.setenv("HOOKAPI_URL_FILE", str(tmp_path / "missing"))
+    ran = cli("send", "from the variable")
+    assert ran.code == ExitCode.OK, ran.err
+    assert texts(emulator) == ["from the file the environment names", "from the variable"]
+
+
+def test_a_missing_hookapi_url_file_is_invalid_input(
+    cli: RunCLI, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    monkeypatch.setenv("HOOKAPI_URL_FILE", str(tmp_path / "missing"))
+    ran = cli("send", "hello")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert f"cannot read the hook URL file {tmp_path / 'missing'}" in ran.err
     assert texts(emulator) == []
 
 
