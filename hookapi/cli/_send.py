@@ -24,9 +24,10 @@ import httpx
 
 from .._client import ENV_VAR, AsyncHookClient, PostResult
 from .._exceptions import APIStatusError, HookAPIError
-from .._http import ConnectionPool
+from .._http import ConnectionPool, environment_proxy, proxy_transport, tls_context
 from .._quota import RateLimit
 from .._retry import RetryPolicy
+from .._validate import check_proxy
 from ..outbox import DeadLetter, Outbox, Receipt
 from ._common import (
     CommandError,
@@ -404,10 +405,30 @@ def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | 
     return _report(args, run, interrupted=signum is not None, skipped=skipped)
 
 
-def _pool(args: argparse.Namespace) -> ConnectionPool:
-    """The connection pool with the TLS settings of ``--cacert``, ``--cert`` and ``--cert-key``."""
+def _transport(args: argparse.Namespace, url: str) -> httpx.AsyncBaseTransport:
+    """The connections the client would open itself, with the TLS settings of the options.
+
+    The command wraps the transport (to tell, at a Ctrl-C, whether a request was on the wire),
+    so it builds what the client builds when given none: through the proxy the environment
+    names for the hook (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, unless ``NO_PROXY``
+    matches), which a network's egress policy may require, else direct. ``--cacert``,
+    ``--cert`` and ``--cert-key`` apply either way (through a proxy, inside its tunnel).
+    """
+    verify = args.cacert or True
     cert = args.cert if args.cert_key is None else (args.cert, args.cert_key)
-    return ConnectionPool(verify=args.cacert or True, cert=cert)
+    try:
+        target = httpx.URL(url)
+    except (httpx.InvalidURL, UnicodeError):
+        target = None  # the client says what is wrong with the URL, without showing it
+    proxy = None if target is None else environment_proxy(target)
+    if target is None or proxy is None:
+        return ConnectionPool(verify=verify, cert=cert)
+    context = None
+    if target.scheme == "https" or verify is not True or cert is not None:
+        context = tls_context(verify=verify, cert=cert, trust_env=True)
+    return proxy_transport(
+        check_proxy(proxy), ssl_context=context, max_connections=32
+    )  # as the client builds it
 
 
 async def _send(
@@ -416,7 +437,7 @@ async def _send(
     sender: _Sender,
     transport: httpx.AsyncBaseTransport | None,
 ) -> int | None:
-    tracker = _Tracker(transport or _pool(args), own=transport is None)
+    tracker = _Tracker(transport or _transport(args, url), own=transport is None)
     try:
         client = AsyncHookClient.from_url(
             url,

@@ -6,16 +6,22 @@ import io
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from hookapi.cli import main
 from hookapi.cli._common import ExitCode
 from hookapi.cli._send import format_lines
 from hookapi.emulator import Emulator, Hook
+from hookapi.testing import serve_in_thread
 
-from .conftest import NOWHERE, RunCLI, texts
+from ..http.test_proxy import Proxy, proxy
+from .conftest import NOWHERE, Ran, RunCLI, texts
+
+__all__ = ["proxy"]  # the fixture, imported to be used here
 
 
 def test_one_message_prints_the_result_and_the_quota_left(
@@ -402,3 +408,79 @@ def test_a_paused_run_speaks_of_the_command_not_of_the_library(
         assert "outbox" not in ran.err
         assert "line 1: POST " in ran.err
         assert "line 2 was not sent" in ran.err
+
+
+# -- the environment's proxy ---------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Clear every proxy variable, then set the given ones."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+    def set_env(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+
+    return set_env
+
+
+@pytest.fixture
+def served_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Emulator, str]]:
+    """An emulator served on a loopback socket, its hook URL in HOOKAPI_URL."""
+    emulator = Emulator(per_hour=100, per_day=1000)
+    hook = emulator.create_hook("Ops")
+    with serve_in_thread(emulator) as server:
+        url = hook.url_for(server.url)
+        monkeypatch.setenv("HOOKAPI_URL", url)
+        yield emulator, url
+
+
+def _send(*argv: str, capsys: pytest.CaptureFixture[str]) -> Ran:
+    code = main(list(argv))  # no transport: the command opens its own connections
+    captured = capsys.readouterr()
+    return Ran(int(code), captured.out, captured.err)
+
+
+@pytest.mark.socket
+def test_send_goes_through_the_proxy_the_environment_names(
+    proxy: Proxy,
+    proxy_env: Callable[..., None],
+    served_url: tuple[Emulator, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emulator, url = served_url
+    proxy_env(HTTP_PROXY=proxy.url)
+    before = len(proxy.forwarded())
+    ran = _send("send", "through the proxy", capsys=capsys)
+    assert ran.code == ExitCode.OK, ran.err
+    lines = proxy.wait_for(before + 1)[before:]
+    assert len(lines) == 1
+    host = url.removeprefix("http://").split("/", 1)[0]
+    assert f" - POST {host}/" in lines[0]  # forwarded in absolute form, as a proxy does
+    assert texts(emulator) == ["through the proxy"]
+
+
+@pytest.mark.socket
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "*"])
+def test_send_goes_direct_when_no_proxy_matches(
+    proxy_env: Callable[..., None],
+    served_url: tuple[Emulator, str],
+    closed_port: int,
+    capsys: pytest.CaptureFixture[str],
+    no_proxy: str,
+) -> None:
+    emulator, _ = served_url
+    # A proxy nothing listens on: only a direct connection can post.
+    dead_proxy = f"http://127.0.0.1:{closed_port}"
+    proxy_env(HTTP_PROXY=dead_proxy, NO_PROXY=no_proxy)
+    ran = _send("send", "direct", capsys=capsys)
+    assert ran.code == ExitCode.OK, ran.err
+    assert texts(emulator) == ["direct"]
+    # Without NO_PROXY the same command goes to that proxy, and cannot connect.
+    proxy_env(NO_PROXY="")
+    ran = _send("send", "--max-attempts", "1", "through the dead proxy", capsys=capsys)
+    assert ran.code == ExitCode.CONNECTION
+    assert texts(emulator) == ["direct"]
