@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._common import CommandError, ExitCode, write_line
+from ._stdin import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
     import httpx
@@ -142,6 +143,14 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=4,
         metavar="N",
         help="requests at most per message; 1 disables retries (default: 4)",
+    )
+    send.add_argument(
+        "--max-bytes",
+        type=_count,
+        default=DEFAULT_MAX_BYTES,
+        metavar="N",
+        help="refuse, before sending anything, a line of --stdin (or the input of -) longer "
+        f"than N bytes, without reading it whole (default: {DEFAULT_MAX_BYTES}, 1 MiB)",
     )
     send.add_argument(
         "--allow-insecure-http",

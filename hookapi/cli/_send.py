@@ -40,6 +40,7 @@ from ._common import (
     run_until_signal,
     write_line,
 )
+from ._stdin import read_lines, read_message
 
 __all__ = ["FILE_ENV_VAR", "format_lines", "read_hook_url", "run_send"]
 
@@ -85,21 +86,6 @@ def format_lines(numbers: list[int]) -> str:
     return f"{'line' if len(numbers) == 1 else 'lines'} {', '.join(spans)}"
 
 
-def _read_stdin(stream: TextIO) -> tuple[list[tuple[int, str]], int]:
-    """Numbered non-blank lines of ``stream``, and how many blank lines were skipped."""
-    buffer = getattr(stream, "buffer", None)
-    try:
-        data = buffer.read().decode("utf-8") if buffer is not None else stream.read()
-    except UnicodeDecodeError:
-        raise CommandError("standard input is not UTF-8 text.", ExitCode.INVALID_INPUT) from None
-    lines = data.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    numbered = [(n, line.removesuffix("\r")) for n, line in enumerate(lines, start=1)]
-    kept = [(n, text) for n, text in numbered if text.strip()]
-    return kept, len(numbered) - len(kept)
-
-
 def _is_piped(stream: TextIO) -> bool:
     """Whether ``stream`` is a pipe or a file (not a terminal, nor ``/dev/null``)."""
     try:
@@ -107,16 +93,6 @@ def _is_piped(stream: TextIO) -> bool:
     except (AttributeError, OSError, ValueError):
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
-
-
-def _read_message(stream: TextIO) -> str:
-    """All of ``stream`` as one message (for ``hookapi send -``), without its final newline."""
-    buffer = getattr(stream, "buffer", None)
-    try:
-        data = buffer.read().decode("utf-8") if buffer is not None else stream.read()
-    except UnicodeDecodeError:
-        raise CommandError("standard input is not UTF-8 text.", ExitCode.INVALID_INPUT) from None
-    return data.removesuffix("\n").removesuffix("\r")
 
 
 class _Tracker(httpx.AsyncBaseTransport):
@@ -375,9 +351,9 @@ def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | 
     url = read_hook_url(args.url_file)
     skipped = 0
     if args.message == "-":
-        args.message = _read_message(sys.stdin)
+        args.message = read_message(sys.stdin, max_bytes=args.max_bytes)
     if args.stdin:
-        lines, skipped = _read_stdin(sys.stdin)
+        lines, skipped = read_lines(sys.stdin, max_bytes=args.max_bytes)
         if not lines:
             raise CommandError("standard input holds no message.", ExitCode.INVALID_INPUT)
     else:

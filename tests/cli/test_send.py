@@ -15,6 +15,7 @@ import pytest
 from hookapi.cli import main
 from hookapi.cli._common import ExitCode
 from hookapi.cli._send import format_lines
+from hookapi.cli._stdin import CHUNK_BYTES
 from hookapi.emulator import Emulator, Hook
 from hookapi.testing import serve_in_thread
 
@@ -484,3 +485,135 @@ def test_send_goes_direct_when_no_proxy_matches(
     ran = _send("send", "--max-attempts", "1", "through the dead proxy", capsys=capsys)
     assert ran.code == ExitCode.CONNECTION
     assert texts(emulator) == ["direct"]
+
+
+# -- bounded reading of standard input ------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+class CountingInput:
+    """Standard input whose bytes are handed out on request, counting how many were."""
+
+    def __init__(self, data: bytes) -> None:
+        self.buffer = self  # what the command reads: the binary buffer of sys.stdin
+        self._data = memoryview(data)
+        self.handed_out = 0
+        self.largest_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = len(self._data) - self.handed_out  # "all of it": what must never happen
+        self.largest_read = max(self.largest_read, size)
+        chunk = bytes(self._data[self.handed_out : self.handed_out + size])
+        self.handed_out += len(chunk)
+        return chunk
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("not a file")
+
+
+def test_a_line_over_max_bytes_is_refused_with_its_number_without_reading_it_whole(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    huge = b"first\n" + b"x" * (5 * MIB) + b"\nlast\n"
+    stdin = CountingInput(huge)
+    monkeypatch.setattr(sys, "stdin", stdin)
+    ran = cli("send", "--stdin", "--max-bytes", "1000")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert ran.err == (
+        "hookapi send: error: line 2 of standard input is longer than --max-bytes "
+        "(1000 bytes); nothing was sent.\n"
+    )
+    assert texts(emulator) == []  # not even the first line
+    # Read a chunk at a time, and no further than the chunk that passed the limit.
+    assert stdin.largest_read == CHUNK_BYTES
+    assert stdin.handed_out <= 2 * CHUNK_BYTES
+    assert stdin.handed_out < len(huge) // 40
+
+
+def test_the_default_limit_is_one_mib(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdin = CountingInput(b"ok\n" + b"y" * (MIB + 1) + b"\n")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    ran = cli("send", "--stdin")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert "line 2 of standard input is longer than --max-bytes (1048576 bytes)" in ran.err
+    assert stdin.handed_out < MIB + 2 * CHUNK_BYTES
+    assert texts(emulator) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "sent"),
+    [
+        (b"12345\n", ["12345"]),
+        (b"12345\r\n", ["12345"]),  # the line ends are not counted
+        (b"12345", ["12345"]),
+        (b"\xc3\xa9\xc3\xa9x\n", ["\u00e9\u00e9x"]),  # bytes, not characters
+    ],
+)
+def test_a_line_of_exactly_max_bytes_is_sent(
+    cli: RunCLI,
+    emulator: Emulator,
+    hook_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    data: bytes,
+    sent: list[str],
+) -> None:
+    monkeypatch.setattr(sys, "stdin", CountingInput(data))
+    ran = cli("send", "--stdin", "--max-bytes", "5")
+    assert ran.code == ExitCode.OK, ran.err
+    assert texts(emulator) == sent
+
+
+@pytest.mark.parametrize("data", [b"123456\n", b"12345\r6\n", b"\xc3\xa9\xc3\xa9xy"])
+def test_a_line_of_one_byte_more_is_refused(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch, data: bytes
+) -> None:
+    monkeypatch.setattr(sys, "stdin", CountingInput(b"short\n" + data))
+    ran = cli("send", "--stdin", "--max-bytes", "5")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert "line 2 of standard input is longer than --max-bytes (5 bytes)" in ran.err
+    assert texts(emulator) == []
+
+
+def test_lines_split_across_chunks_are_read_whole(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lines that straddle chunk boundaries, and a character split between two chunks.
+    first = "a" * 50_000
+    second = "b" * (CHUNK_BYTES - 1 - len(first) - 2) + "\u00e9" + "b" * 20_000
+    lines = [first, second, "c" * 50_000, "d" * 50_000]
+    data = "\r\n".join(lines).encode()
+    assert data[CHUNK_BYTES - 1 : CHUNK_BYTES + 1] == "\u00e9".encode()
+    assert len(data) > 2 * CHUNK_BYTES
+    monkeypatch.setattr(sys, "stdin", CountingInput(data))
+    ran = cli("send", "--stdin")
+    assert ran.code == ExitCode.OK, ran.err
+    assert texts(emulator) == lines
+
+
+def test_dash_over_max_bytes_is_refused_without_reading_it_whole(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdin = CountingInput(b"z" * (5 * MIB))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    ran = cli("send", "--max-bytes", "100", "-")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert ran.err == (
+        "hookapi send: error: standard input is longer than --max-bytes (100 bytes); "
+        "nothing was sent.\n"
+    )
+    assert stdin.handed_out == CHUNK_BYTES
+    assert texts(emulator) == []
+    monkeypatch.setattr(sys, "stdin", CountingInput(b"z" * 100 + b"\r\n"))
+    assert cli("send", "--max-bytes", "100", "-").code == ExitCode.OK
+    assert texts(emulator) == ["z" * 100]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots"])
+def test_max_bytes_must_be_a_positive_whole_number(cli: RunCLI, hook_url: str, value: str) -> None:
+    ran = cli("send", "--stdin", "--max-bytes", value, stdin="hi\n")
+    assert ran.code == ExitCode.USAGE
+    assert "--max-bytes" in ran.err
