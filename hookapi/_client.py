@@ -298,16 +298,21 @@ class AsyncHookClient:
     def from_env(cls, *, env_var: str = ENV_VAR, **options: Unpack[ClientOptions]) -> Self:
         """Build a client from the hook URL in the ``HOOKAPI_URL`` environment variable.
 
+        When that variable is unset or empty, ``HOOKAPI_URL_FILE`` (``env_var`` and
+        ``_FILE``) may name a file that holds the URL on its one non-blank line instead, so
+        that the secret sits in neither the environment nor a command line.
+
         Args:
             env_var: The variable to read.
             **options: The constructor's other options (:class:`ClientOptions`).
 
         Raises:
-            InvalidInputError: The variable is unset, empty, or not a hook URL.
+            InvalidInputError: Neither variable is set, the file cannot be read, or the value
+                is not a hook URL.
         """
         url = os.environ.get(env_var, "").strip()
         if not url:
-            raise InvalidInputError(f"The environment variable {env_var} is not set.")
+            url = _url_from_file(env_var)
         return cls.from_url(url, **options)
 
     @property
@@ -665,3 +670,27 @@ def _hider(secret: Secret, proxy: httpx.URL | None) -> Callable[[str], str]:
         return text
 
     return hide
+
+
+def _url_from_file(env_var: str) -> str:
+    """The hook URL in the file that ``{env_var}_FILE`` names, for :meth:`from_env`."""
+    file_var = f"{env_var}_FILE"
+    path = os.environ.get(file_var, "").strip()
+    if not path:
+        raise InvalidInputError(f"The environment variable {env_var} is not set.")
+    try:
+        with open(path, "rb") as file:
+            text = file.read(64 * 1024).decode("utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InvalidInputError(
+            f"{file_var} names {path}, which cannot be read: {reason}."
+        ) from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{file_var} names {path}, which is not UTF-8 text.") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise InvalidInputError(
+            f"{file_var} names {path}, which must hold one non-blank line: the hook URL."
+        )
+    return lines[0]

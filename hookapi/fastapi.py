@@ -9,8 +9,9 @@ Install with ``pip install "hookapi[fastapi]"``. Three pieces, each usable alone
   handler that client; with ``hook_lifespan(outbox=True)`` the app also gets one
   :class:`~hookapi.Outbox`, and :data:`OutboxDep` gives it to handlers, which ``put`` and
   return at once while the outbox delivers, in order, and drains on shutdown;
-- :func:`add_exception_handlers` answers hookapi's errors with the status that says what went
-  wrong (422, 429 with ``Retry-After``, 502, 503, 504), never showing the secret.
+- :func:`add_exception_handlers` answers hookapi's errors in the terms of the app's caller:
+  a status that says what went wrong (422, 429 with ``Retry-After``, 500, 502, 503, 504) and a
+  short code, never the upstream URL, host, hook id or answer; the whole error is logged.
 
 Example:
     >>> from fastapi import FastAPI
@@ -24,9 +25,11 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, TypeVar, Unpack
 
 try:
@@ -43,15 +46,23 @@ except ImportError as exc:  # pragma: no cover  (tested in a subprocess without 
 from ._client import ENV_VAR, AsyncHookClient, ClientOptions
 from ._exceptions import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
+    AuthenticationError,
     ClientClosedError,
+    Delivery,
     HookAPIError,
+    InsecureURLError,
     InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaUnavailableError,
     RateLimitError,
+    ServerError,
     ServiceUnavailableError,
 )
-from .outbox import Outbox, OutboxClosedError, OutboxFullError
+from .outbox import MessageDroppedError, Outbox, OutboxClosedError, OutboxFullError
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
@@ -72,6 +83,8 @@ STATE_KEY: Final = "hook_client"
 OUTBOX_STATE_KEY: Final = "hook_outbox"
 #: ``Retry-After`` seconds sent with a 429 when the service named no wait.
 DEFAULT_RETRY_AFTER: Final = 60
+
+_logger = logging.getLogger("hookapi")
 
 _App = TypeVar("_App", bound=Starlette)
 Lifespan = Callable[[_App], AbstractAsyncContextManager[Mapping[str, Any] | None]]
@@ -187,56 +200,226 @@ def get_outbox(connection: HTTPConnection) -> Outbox:
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 
 
-def error_response(error: HookAPIError) -> JSONResponse:
-    """The answer for a hookapi error: a status that says whose fault it was, and why.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Answer:
+    """What the app's caller is told about one kind of failure, in the caller's terms."""
 
-    - :class:`~hookapi.InvalidInputError`: 422, the caller's input cannot be posted;
-    - :class:`~hookapi.RateLimitError`: 429, over quota, with ``Retry-After`` (the service's
-      wait rounded up, or :data:`DEFAULT_RETRY_AFTER` when it named none);
-    - :class:`~hookapi.ServiceUnavailableError`: 503, the service is down for maintenance
-      (with its ``Retry-After``, if any);
-    - :class:`~hookapi.APITimeoutError`: 504, the service did not answer in time;
-    - :class:`~hookapi.APIConnectionError` and any other :class:`~hookapi.APIStatusError`
-      (401, 404, 500...): 502, the service could not be reached or refused;
-    - :class:`~hookapi.ClientClosedError` and :class:`~hookapi.OutboxClosedError`: 503, the
-      app is shutting down;
-    - :class:`~hookapi.OutboxFullError`: 503 with ``Retry-After`` (:data:`DEFAULT_RETRY_AFTER`),
-      the outbox holds as many messages as it may;
-    - any other :class:`~hookapi.HookAPIError`: 500.
+    status: int
+    code: str
+    detail: str
 
-    The body is ``{"detail": ..., "error": ..., "delivery": ...}``: the error's text (which
-    never holds the secret), its class name, and whether the message may have been posted.
-    """
-    status = 500
-    headers: dict[str, str] = {}
-    if isinstance(error, InvalidInputError):
-        status = 422
-    elif isinstance(error, RateLimitError):
-        status = 429
+
+_UNAVAILABLE = _Answer(
+    status=503,
+    code="hook_unavailable",
+    detail="The chat service is unavailable; try again later.",
+)
+_FAILED = _Answer(
+    status=502,
+    code="hook_failed",
+    detail="The chat service failed to post the message; try again later.",
+)
+_INTERNAL = _Answer(
+    status=500,
+    code="internal_error",
+    detail="The message could not be posted because of an error in this service.",
+)
+# Most specific class first: the first match answers. Nothing here comes from the error's
+# text, which holds the upstream URL, its host, the hook id and the upstream's own answer.
+_ANSWERS: Final[tuple[tuple[type[HookAPIError] | tuple[type[HookAPIError], ...], _Answer], ...]] = (
+    (
+        RateLimitError,
+        _Answer(
+            status=429,
+            code="rate_limited",
+            detail="Too many messages were sent to the chat service; try again later.",
+        ),
+    ),
+    ((ServiceUnavailableError, QuotaUnavailableError), _UNAVAILABLE),
+    (
+        (AuthenticationError, PermissionDeniedError, NotFoundError, InsecureURLError),
+        _Answer(
+            status=500,
+            code="hook_misconfigured",
+            detail="This service's connection to the chat service is misconfigured.",
+        ),
+    ),
+    (ServerError, _FAILED),
+    (
+        APIStatusError,
+        _Answer(
+            status=502,
+            code="hook_refused",
+            detail="The chat service refused the message.",
+        ),
+    ),
+    (
+        APITimeoutError,
+        _Answer(
+            status=504,
+            code="hook_timeout",
+            detail="The chat service did not answer in time; try again later.",
+        ),
+    ),
+    (
+        APIConnectionError,
+        _Answer(
+            status=502,
+            code="hook_unreachable",
+            detail="The chat service could not be reached; try again later.",
+        ),
+    ),
+    (APIError, _FAILED),
+    (
+        (ClientClosedError, OutboxClosedError),
+        _Answer(
+            status=503,
+            code="shutting_down",
+            detail="This service is shutting down; try again later.",
+        ),
+    ),
+    (
+        OutboxFullError,
+        _Answer(
+            status=503,
+            code="outbox_full",
+            detail="Too many messages are waiting to be posted; try again later.",
+        ),
+    ),
+    (
+        MessageDroppedError,
+        _Answer(
+            status=503,
+            code="message_dropped",
+            detail="The message was given up before it could be posted; send it again.",
+        ),
+    ),
+)
+
+
+def _answer(error: HookAPIError) -> _Answer:
+    for types, answer in _ANSWERS:
+        if isinstance(error, types):
+            return answer
+    return _INTERNAL
+
+
+def _retry_after(error: HookAPIError) -> int | None:
+    """Seconds the caller should wait, where the service (or the outbox) makes it known."""
+    if isinstance(error, RateLimitError):
         wait = error.retry_after
-        headers["Retry-After"] = str(DEFAULT_RETRY_AFTER if wait is None else math.ceil(wait))
-    elif isinstance(error, ServiceUnavailableError):
-        status = 503
-        if error.retry_after is not None:
-            headers["Retry-After"] = str(math.ceil(error.retry_after))
-    elif isinstance(error, APITimeoutError):
-        status = 504
-    elif isinstance(error, APIConnectionError | APIStatusError):
-        status = 502
-    elif isinstance(error, ClientClosedError | OutboxClosedError):
-        status = 503
-    elif isinstance(error, OutboxFullError):
-        status = 503
-        headers["Retry-After"] = str(DEFAULT_RETRY_AFTER)
-    body = {"detail": str(error), "error": type(error).__name__, "delivery": error.delivery.value}
-    return JSONResponse(body, status_code=status, headers=headers)
+        return DEFAULT_RETRY_AFTER if wait is None else math.ceil(wait)
+    if isinstance(error, ServiceUnavailableError) and error.retry_after is not None:
+        return math.ceil(error.retry_after)
+    if isinstance(error, OutboxFullError):
+        return DEFAULT_RETRY_AFTER
+    return None
 
 
-async def _handle(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, HookAPIError)  # registered for HookAPIError only
-    return error_response(error)
+def _details(error: HookAPIError) -> dict[str, Any]:
+    """What ``expose_details`` adds: the error as the library tells it (secret redacted)."""
+    details: dict[str, Any] = {
+        "type": type(error).__name__,
+        "message": str(error),
+        "attempts": error.attempts,
+    }
+    if isinstance(error, APIError):
+        details["url"] = error.url
+    if isinstance(error, APIStatusError):
+        details["status_code"] = error.status_code
+        details["body"] = error.body
+    return details
 
 
-def add_exception_handlers(app: Starlette) -> None:
-    """Answer every :class:`~hookapi.HookAPIError` a handler lets through (see error_response)."""
-    app.add_exception_handler(HookAPIError, _handle)
+def _validation_body(error: InvalidInputError) -> dict[str, Any]:
+    # FastAPI's own RequestValidationError shape, so that a caller parses both alike.
+    return {
+        "detail": [{"type": "value_error", "loc": ["body"], "msg": error.message, "input": None}]
+    }
+
+
+def error_response(error: HookAPIError, *, expose_details: bool = False) -> JSONResponse:
+    """The answer for a hookapi error, in the terms of the app's caller, and a log record.
+
+    The caller of the app learns what happened and whether to try again, never where the app
+    posts: the body holds no upstream URL, host, hook id, nor anything the upstream (or a
+    proxy in front of it) answered. The status says whose fault it was:
+
+    - :class:`~hookapi.InvalidInputError` (but :class:`~hookapi.InsecureURLError`, below):
+      422, the caller's input cannot be posted, in the
+      shape of FastAPI's own validation errors (``{"detail": [{"type", "loc", "msg",
+      "input"}]}``);
+    - :class:`~hookapi.RateLimitError`: 429 ``rate_limited``, with ``Retry-After`` (the
+      service's wait rounded up, or :data:`DEFAULT_RETRY_AFTER` when it named none);
+    - :class:`~hookapi.ServiceUnavailableError` (with the service's ``Retry-After``, if any)
+      and :class:`~hookapi.QuotaUnavailableError`: 503 ``hook_unavailable``;
+    - :class:`~hookapi.APITimeoutError`: 504 ``hook_timeout``;
+    - :class:`~hookapi.APIConnectionError`: 502 ``hook_unreachable``;
+    - :class:`~hookapi.ServerError` (500 and any other 5xx), and any other
+      :class:`~hookapi.APIError`: 502 ``hook_failed``;
+    - :class:`~hookapi.AuthenticationError`, :class:`~hookapi.PermissionDeniedError`,
+      :class:`~hookapi.NotFoundError`, :class:`~hookapi.InsecureURLError`: 500
+      ``hook_misconfigured`` (the app's hook URL is wrong: trying again will not help);
+    - any other :class:`~hookapi.APIStatusError` (400, 418...): 502 ``hook_refused``;
+    - :class:`~hookapi.ClientClosedError`, :class:`~hookapi.OutboxClosedError`: 503
+      ``shutting_down``;
+    - :class:`~hookapi.OutboxFullError`: 503 ``outbox_full``, ``Retry-After``
+      :data:`DEFAULT_RETRY_AFTER`;
+    - :class:`~hookapi.MessageDroppedError`: 503 ``message_dropped``;
+    - any other :class:`~hookapi.HookAPIError` (a store error, say): 500 ``internal_error``.
+
+    Other bodies are ``{"detail": ..., "error": ..., "delivery": ...}``: a sentence, the code
+    above, and whether the message may have been posted (``not_sent``, ``rejected`` or
+    ``unknown``). The whole error, redacted as every hookapi error is, goes to the
+    ``hookapi`` logger: at WARNING, or INFO for the caller's own input.
+
+    Args:
+        error: The error a handler let through.
+        expose_details: Add ``"hook_error"`` with the error's class, its text, and for a
+            service's answer the redacted URL, status and body: for development, where the
+            caller is the app's own author. The secret is never shown either way.
+    """
+    # An insecure hook URL is the app's own configuration, not the caller's input.
+    if isinstance(error, InvalidInputError) and not isinstance(error, InsecureURLError):
+        _logger.info("Answered 422 for the caller's input: %s: %s", type(error).__name__, error)
+        return JSONResponse(_validation_body(error), status_code=422)
+    answer = _answer(error)
+    _logger.warning(
+        "Answered %d %s for %s: %s",
+        answer.status,
+        answer.code,
+        type(error).__name__,
+        error,
+        extra={"hookapi_event": "fastapi_error"},
+    )
+    headers: dict[str, str] = {}
+    wait = _retry_after(error)
+    if wait is not None:
+        headers["Retry-After"] = str(wait)
+    detail = answer.detail
+    if error.delivery is Delivery.UNKNOWN:  # sending again may post it twice
+        detail = f"{detail} The message may or may not have been posted."
+    body: dict[str, Any] = {
+        "detail": detail,
+        "error": answer.code,
+        "delivery": error.delivery.value,
+    }
+    if expose_details:
+        body["hook_error"] = _details(error)
+    return JSONResponse(body, status_code=answer.status, headers=headers)
+
+
+def add_exception_handlers(app: Starlette, *, expose_details: bool = False) -> None:
+    """Answer every :class:`~hookapi.HookAPIError` a handler lets through (see error_response).
+
+    Args:
+        app: The FastAPI or Starlette app.
+        expose_details: Show the redacted error in the body too (for development only; see
+            :func:`error_response`).
+    """
+
+    async def handle(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, HookAPIError)  # registered for HookAPIError only
+        return error_response(error, expose_details=expose_details)
+
+    app.add_exception_handler(HookAPIError, handle)

@@ -31,8 +31,8 @@ def test_notify_posts_the_text(hook_emulator: Emulator, hook: Hook) -> None:
 def test_an_empty_text_is_the_callers_mistake(hook_emulator: Emulator, hook: Hook) -> None:
     with TestClient(app) as client:
         answer = client.post("/notify", json={"text": "   "})
-    assert answer.status_code == 422
-    assert answer.json()["error"] == "InvalidInputError"
+    assert answer.status_code == 422  # in the shape of FastAPI's own validation errors
+    assert answer.json()["detail"][0]["msg"] == "The message must not be empty or only whitespace."
     assert_posted(hook_emulator, hook, [])
 
 
@@ -42,6 +42,7 @@ def test_over_quota_says_when_to_come_back(hook_emulator: Emulator, hook: Hook) 
         answer = client.post("/notify", json={"text": "Deployed"})
     assert answer.status_code == 429
     assert answer.headers["Retry-After"] == "120"
+    assert answer.json()["error"] == "rate_limited"
     assert hook.secret not in answer.text
 
 
@@ -50,8 +51,12 @@ def test_a_lost_answer_is_a_bad_gateway(hook_emulator: Emulator, hook: Hook) -> 
     with TestClient(app) as client:
         answer = client.post("/notify", json={"text": "Deployed"})
     assert answer.status_code == 502
+    assert answer.json()["error"] == "hook_unreachable"
     assert answer.json()["delivery"] == "unknown"  # it may have been posted
+    # The caller learns what happened, never where the app posts.
     assert hook.secret not in answer.text
+    assert hook.id not in answer.text
+    assert "127.0.0.1" not in answer.text
 
 
 @pytest.mark.anyio

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from ._common import CommandError, ExitCode, write_line
+from ._stdin import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
     import httpx
@@ -122,8 +123,8 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description=_paragraph(
             "Post MESSAGE, or each line of standard input, through a hook. The hook URL is a "
             "credential, so it is read from the environment variable HOOKAPI_URL or from a "
-            "file (--url-file), never from the command line, where shell history and ps "
-            "would keep it."
+            "file (--url-file, or the file the environment variable HOOKAPI_URL_FILE names), "
+            "never from the command line, where shell history and ps would keep it."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -142,7 +143,7 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     send.add_argument(
         "--url-file",
         metavar="PATH",
-        help="read the hook URL from PATH instead of HOOKAPI_URL",
+        help="read the hook URL from PATH instead of HOOKAPI_URL or HOOKAPI_URL_FILE",
     )
     send.add_argument("--json", action="store_true", help="print JSON (one object a message)")
     send.add_argument(
@@ -166,6 +167,14 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=4,
         metavar="N",
         help="requests at most per message; 1 disables retries (default: 4)",
+    )
+    send.add_argument(
+        "--max-bytes",
+        type=_count,
+        default=DEFAULT_MAX_BYTES,
+        metavar="N",
+        help="refuse, before sending anything, a line of --stdin (or the input of -) longer "
+        f"than N bytes, without reading it whole (default: {DEFAULT_MAX_BYTES}, 1 MiB)",
     )
     send.add_argument(
         "--allow-insecure-http",

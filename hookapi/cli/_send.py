@@ -1,10 +1,10 @@
 """``hookapi send``: post one message, or each line of standard input, and say what happened.
 
-The hook URL is a credential, so it comes only from ``HOOKAPI_URL`` or a file, never from the
-command line. Lines go through an :class:`~hookapi.Outbox`: one after another, in order, as a
-chat reader expects them, each waiting for the quota as long as it takes; the first failure
-stops the run, and an interrupted run says which lines were posted, which may have been, and
-which were not sent.
+The hook URL is a credential, so it comes only from ``HOOKAPI_URL`` or a file (``--url-file``,
+or ``HOOKAPI_URL_FILE``), never from the command line. Lines go through an
+:class:`~hookapi.Outbox`: one after another, in order, as a chat reader expects them, each
+waiting for the quota as long as it takes; the first failure stops the run, and an interrupted
+run says which lines were posted, which may have been, and which were not sent.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import httpx
 
 from .._client import ENV_VAR, AsyncHookClient, PostResult
 from .._exceptions import APIStatusError, HookAPIError
-from .._http import ConnectionPool
+from .._http import ConnectionPool, environment_proxy, proxy_transport, tls_context
 from .._quota import RateLimit
 from .._retry import RetryPolicy
+from .._validate import check_proxy
 from ..outbox import DeadLetter, Outbox, Receipt
 from ._common import (
     CommandError,
@@ -39,24 +40,36 @@ from ._common import (
     run_until_signal,
     write_line,
 )
+from ._stdin import read_lines, read_message
 
-__all__ = ["format_lines", "read_hook_url", "run_send"]
+__all__ = ["FILE_ENV_VAR", "format_lines", "read_hook_url", "run_send"]
+
+#: Names a file holding the hook URL, read when ``HOOKAPI_URL`` is not set.
+FILE_ENV_VAR = f"{ENV_VAR}_FILE"
 
 
 def read_hook_url(url_file: str | None) -> str:
-    """The hook URL from ``url_file`` (its one non-blank line) or from ``HOOKAPI_URL``.
+    """The hook URL: from ``url_file``, ``HOOKAPI_URL``, or the file ``HOOKAPI_URL_FILE`` names.
+
+    A file is read for its one non-blank line; either way the URL never has to be typed on a
+    command line, where shell history and ``ps`` would keep the secret.
 
     Raises:
-        CommandError: Neither gives a URL, or the file cannot be read.
+        CommandError: None of them gives a URL, or the file cannot be read.
     """
     if url_file is not None:
         return read_credential_file(url_file, what="hook URL", command="send")
     url = os.environ.get(ENV_VAR, "").strip()
-    if not url:
-        raise CommandError(
-            f"no hook URL: set {ENV_VAR}, or pass --url-file PATH.", ExitCode.INVALID_INPUT
-        )
-    return url
+    if url:
+        return url
+    named = os.environ.get(FILE_ENV_VAR, "").strip()
+    if named:
+        return read_credential_file(named, what="hook URL", command="send")
+    raise CommandError(
+        f"no hook URL: set {ENV_VAR}, or {FILE_ENV_VAR} to a file that holds it, or pass "
+        "--url-file PATH.",
+        ExitCode.INVALID_INPUT,
+    )
 
 
 def format_lines(numbers: list[int]) -> str:
@@ -73,21 +86,6 @@ def format_lines(numbers: list[int]) -> str:
     return f"{'line' if len(numbers) == 1 else 'lines'} {', '.join(spans)}"
 
 
-def _read_stdin(stream: TextIO) -> tuple[list[tuple[int, str]], int]:
-    """Numbered non-blank lines of ``stream``, and how many blank lines were skipped."""
-    buffer = getattr(stream, "buffer", None)
-    try:
-        data = buffer.read().decode("utf-8") if buffer is not None else stream.read()
-    except UnicodeDecodeError:
-        raise CommandError("standard input is not UTF-8 text.", ExitCode.INVALID_INPUT) from None
-    lines = data.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    numbered = [(n, line.removesuffix("\r")) for n, line in enumerate(lines, start=1)]
-    kept = [(n, text) for n, text in numbered if text.strip()]
-    return kept, len(numbered) - len(kept)
-
-
 def _is_piped(stream: TextIO) -> bool:
     """Whether ``stream`` is a pipe or a file (not a terminal, nor ``/dev/null``)."""
     try:
@@ -95,16 +93,6 @@ def _is_piped(stream: TextIO) -> bool:
     except (AttributeError, OSError, ValueError):
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
-
-
-def _read_message(stream: TextIO) -> str:
-    """All of ``stream`` as one message (for ``hookapi send -``), without its final newline."""
-    buffer = getattr(stream, "buffer", None)
-    try:
-        data = buffer.read().decode("utf-8") if buffer is not None else stream.read()
-    except UnicodeDecodeError:
-        raise CommandError("standard input is not UTF-8 text.", ExitCode.INVALID_INPUT) from None
-    return data.removesuffix("\n").removesuffix("\r")
 
 
 class _Tracker(httpx.AsyncBaseTransport):
@@ -363,9 +351,9 @@ def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | 
     url = read_hook_url(args.url_file)
     skipped = 0
     if args.message == "-":
-        args.message = _read_message(sys.stdin)
+        args.message = read_message(sys.stdin, max_bytes=args.max_bytes)
     if args.stdin:
-        lines, skipped = _read_stdin(sys.stdin)
+        lines, skipped = read_lines(sys.stdin, max_bytes=args.max_bytes)
         if not lines:
             raise CommandError("standard input holds no message.", ExitCode.INVALID_INPUT)
     else:
@@ -393,10 +381,30 @@ def run_send(args: argparse.Namespace, *, transport: httpx.AsyncBaseTransport | 
     return _report(args, run, interrupted=signum is not None, skipped=skipped)
 
 
-def _pool(args: argparse.Namespace) -> ConnectionPool:
-    """The connection pool with the TLS settings of ``--cacert``, ``--cert`` and ``--cert-key``."""
+def _transport(args: argparse.Namespace, url: str) -> httpx.AsyncBaseTransport:
+    """The connections the client would open itself, with the TLS settings of the options.
+
+    The command wraps the transport (to tell, at a Ctrl-C, whether a request was on the wire),
+    so it builds what the client builds when given none: through the proxy the environment
+    names for the hook (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, unless ``NO_PROXY``
+    matches), which a network's egress policy may require, else direct. ``--cacert``,
+    ``--cert`` and ``--cert-key`` apply either way (through a proxy, inside its tunnel).
+    """
+    verify = args.cacert or True
     cert = args.cert if args.cert_key is None else (args.cert, args.cert_key)
-    return ConnectionPool(verify=args.cacert or True, cert=cert)
+    try:
+        target = httpx.URL(url)
+    except (httpx.InvalidURL, UnicodeError):
+        target = None  # the client says what is wrong with the URL, without showing it
+    proxy = None if target is None else environment_proxy(target)
+    if target is None or proxy is None:
+        return ConnectionPool(verify=verify, cert=cert)
+    context = None
+    if target.scheme == "https" or verify is not True or cert is not None:
+        context = tls_context(verify=verify, cert=cert, trust_env=True)
+    return proxy_transport(
+        check_proxy(proxy), ssl_context=context, max_connections=32
+    )  # as the client builds it
 
 
 async def _send(
@@ -405,7 +413,7 @@ async def _send(
     sender: _Sender,
     transport: httpx.AsyncBaseTransport | None,
 ) -> int | None:
-    tracker = _Tracker(transport or _pool(args), own=transport is None)
+    tracker = _Tracker(transport or _transport(args, url), own=transport is None)
     try:
         client = AsyncHookClient.from_url(
             url,

@@ -7,7 +7,10 @@ service's own example ``curl`` command pointed at it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import secrets
+import shlex
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -67,18 +70,44 @@ def is_loopback_host(host: str) -> bool:
 def write_url_file(path: str, url: str) -> None:
     """Write the hook URL to ``path``, readable by its owner only (it holds the secret).
 
+    The URL goes into a new file, created next to ``path`` (``O_EXCL``, never following a
+    symbolic link, mode 0600), which then replaces ``path`` in one rename: a link planted at
+    ``path`` cannot send the secret elsewhere, a file ``path`` names is never truncated
+    (another name for it keeps its content), and a reader sees the old URL or the new one,
+    never half of one.
+
     Raises:
-        CommandError: The file cannot be written.
+        CommandError: ``path`` is a symbolic link, or the file cannot be written.
     """
+    if os.path.islink(path):
+        raise CommandError(
+            f"the hook URL file {path} is a symbolic link; give the path of a file "
+            "(a link could send the secret elsewhere)."
+        )
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(temporary, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            if hasattr(os, "fchmod"):  # POSIX: an existing file keeps its old mode otherwise
+            if hasattr(os, "fchmod"):  # POSIX: the umask may have taken bits off 0600
                 os.fchmod(file.fileno(), 0o600)
             file.write(f"{url}\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise CommandError(f"cannot write the hook URL file {path}: {reason}.") from None
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise _write_error(path, exc) from None
+
+
+def _write_error(path: str, exc: OSError) -> CommandError:
+    reason = exc.strerror or type(exc).__name__
+    return CommandError(f"cannot write the hook URL file {path}: {reason}.")
 
 
 def _emulator(args: argparse.Namespace) -> tuple[Emulator, list[Hook]]:
@@ -153,13 +182,21 @@ def _announce(
         write_line(f"Hook URL for Desktop {hook.desktop!r}: {hook.url_for(server.url)}")
     if args.url_file is not None:
         write_line(f"The first hook URL is also in {args.url_file}.")
-    write_line("A hook URL holds its secret: whoever has it can post. Try:")
-    url = hooks[0].url_for(server.url)
+    # The examples name the file, never the URL: a command line lands in shell history.
+    where = "PATH" if args.url_file is None else shlex.quote(args.url_file)
+    if args.url_file is None:
+        write_line(
+            "A hook URL holds its secret: whoever has it can post. Keep it off command lines "
+            "(shell history keeps them): start with --url-file PATH to have it written to "
+            "PATH (mode 0600), or save it there yourself. Then try:"
+        )
+    else:
+        write_line("A hook URL holds its secret: whoever has it can post. Try:")
+    write_line(f"  HOOKAPI_URL_FILE={where} hookapi send 'Hello'")
     write_line(
         '  curl -X POST -H "Content-Type: application/json" -d \'{"message": "Hello"}\' '
-        f"--max-time 10 {url}/message"
+        f'--max-time 10 "$(cat {where})/message"'
     )
-    write_line(f"  HOOKAPI_URL={url} hookapi send 'Hello'")
     write_line("Press Ctrl-C to stop.")
     if not is_loopback_host(args.host):
         write_line(

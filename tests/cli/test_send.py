@@ -6,16 +6,23 @@ import io
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from hookapi.cli import main
 from hookapi.cli._common import ExitCode
 from hookapi.cli._send import format_lines
+from hookapi.cli._stdin import CHUNK_BYTES
 from hookapi.emulator import Emulator, Hook
+from hookapi.testing import serve_in_thread
 
-from .conftest import NOWHERE, RunCLI, texts
+from ..http.test_proxy import Proxy, proxy
+from .conftest import NOWHERE, Ran, RunCLI, texts
+
+__all__ = ["proxy"]  # the fixture, imported to be used here
 
 
 def test_one_message_prints_the_result_and_the_quota_left(
@@ -145,9 +152,43 @@ def test_without_a_hook_url_nothing_is_sent(
     cli: RunCLI, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    monkeypatch.delenv("HOOKAPI_URL_FILE", raising=False)
     ran = cli("send", "hello")
     assert ran.code == ExitCode.INVALID_INPUT
-    assert "no hook URL: set HOOKAPI_URL, or pass --url-file PATH." in ran.err
+    assert (
+        "no hook URL: set HOOKAPI_URL, or HOOKAPI_URL_FILE to a file that holds it, or pass "
+        "--url-file PATH." in ran.err
+    )
+    assert texts(emulator) == []
+
+
+def test_hookapi_url_file_names_the_file_when_hookapi_url_is_unset(
+    cli: RunCLI, emulator: Emulator, hook: Hook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "url"
+    path.write_text(f"{hook.url_for(NOWHERE)}\n")
+    path.chmod(0o600)
+    monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    monkeypatch.setenv("HOOKAPI_URL_FILE", str(path))
+    ran = cli("send", "from the file the environment names")
+    assert ran.code == ExitCode.OK, ran.err
+    assert ran.err == ""
+    # HOOKAPI_URL, when set, wins: the file is not even read.
+    monkeypatch.setenv("HOOKAPI_URL", hook.url_for(NOWHERE))
+    monkeypatch.setenv("HOOKAPI_URL_FILE", str(tmp_path / "missing"))
+    ran = cli("send", "from the variable")
+    assert ran.code == ExitCode.OK, ran.err
+    assert texts(emulator) == ["from the file the environment names", "from the variable"]
+
+
+def test_a_missing_hookapi_url_file_is_invalid_input(
+    cli: RunCLI, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HOOKAPI_URL", raising=False)
+    monkeypatch.setenv("HOOKAPI_URL_FILE", str(tmp_path / "missing"))
+    ran = cli("send", "hello")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert f"cannot read the hook URL file {tmp_path / 'missing'}" in ran.err
     assert texts(emulator) == []
 
 
@@ -368,3 +409,211 @@ def test_a_paused_run_speaks_of_the_command_not_of_the_library(
         assert "outbox" not in ran.err
         assert "line 1: POST " in ran.err
         assert "line 2 was not sent" in ran.err
+
+
+# -- the environment's proxy ---------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Clear every proxy variable, then set the given ones."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+    def set_env(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+
+    return set_env
+
+
+@pytest.fixture
+def served_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Emulator, str]]:
+    """An emulator served on a loopback socket, its hook URL in HOOKAPI_URL."""
+    emulator = Emulator(per_hour=100, per_day=1000)
+    hook = emulator.create_hook("Ops")
+    with serve_in_thread(emulator) as server:
+        url = hook.url_for(server.url)
+        monkeypatch.setenv("HOOKAPI_URL", url)
+        yield emulator, url
+
+
+def _send(*argv: str, capsys: pytest.CaptureFixture[str]) -> Ran:
+    code = main(list(argv))  # no transport: the command opens its own connections
+    captured = capsys.readouterr()
+    return Ran(int(code), captured.out, captured.err)
+
+
+@pytest.mark.socket
+def test_send_goes_through_the_proxy_the_environment_names(
+    proxy: Proxy,
+    proxy_env: Callable[..., None],
+    served_url: tuple[Emulator, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emulator, url = served_url
+    proxy_env(HTTP_PROXY=proxy.url)
+    before = len(proxy.forwarded())
+    ran = _send("send", "through the proxy", capsys=capsys)
+    assert ran.code == ExitCode.OK, ran.err
+    lines = proxy.wait_for(before + 1)[before:]
+    assert len(lines) == 1
+    host = url.removeprefix("http://").split("/", 1)[0]
+    assert f" - POST {host}/" in lines[0]  # forwarded in absolute form, as a proxy does
+    assert texts(emulator) == ["through the proxy"]
+
+
+@pytest.mark.socket
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "*"])
+def test_send_goes_direct_when_no_proxy_matches(
+    proxy_env: Callable[..., None],
+    served_url: tuple[Emulator, str],
+    closed_port: int,
+    capsys: pytest.CaptureFixture[str],
+    no_proxy: str,
+) -> None:
+    emulator, _ = served_url
+    # A proxy nothing listens on: only a direct connection can post.
+    dead_proxy = f"http://127.0.0.1:{closed_port}"
+    proxy_env(HTTP_PROXY=dead_proxy, NO_PROXY=no_proxy)
+    ran = _send("send", "direct", capsys=capsys)
+    assert ran.code == ExitCode.OK, ran.err
+    assert texts(emulator) == ["direct"]
+    # Without NO_PROXY the same command goes to that proxy, and cannot connect.
+    proxy_env(NO_PROXY="")
+    ran = _send("send", "--max-attempts", "1", "through the dead proxy", capsys=capsys)
+    assert ran.code == ExitCode.CONNECTION
+    assert texts(emulator) == ["direct"]
+
+
+# -- bounded reading of standard input ------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+class CountingInput:
+    """Standard input whose bytes are handed out on request, counting how many were."""
+
+    def __init__(self, data: bytes) -> None:
+        self.buffer = self  # what the command reads: the binary buffer of sys.stdin
+        self._data = memoryview(data)
+        self.handed_out = 0
+        self.largest_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = len(self._data) - self.handed_out  # "all of it": what must never happen
+        self.largest_read = max(self.largest_read, size)
+        chunk = bytes(self._data[self.handed_out : self.handed_out + size])
+        self.handed_out += len(chunk)
+        return chunk
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("not a file")
+
+
+def test_a_line_over_max_bytes_is_refused_with_its_number_without_reading_it_whole(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    huge = b"first\n" + b"x" * (5 * MIB) + b"\nlast\n"
+    stdin = CountingInput(huge)
+    monkeypatch.setattr(sys, "stdin", stdin)
+    ran = cli("send", "--stdin", "--max-bytes", "1000")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert ran.err == (
+        "hookapi send: error: line 2 of standard input is longer than --max-bytes "
+        "(1000 bytes); nothing was sent.\n"
+    )
+    assert texts(emulator) == []  # not even the first line
+    # Read a chunk at a time, and no further than the chunk that passed the limit.
+    assert stdin.largest_read == CHUNK_BYTES
+    assert stdin.handed_out <= 2 * CHUNK_BYTES
+    assert stdin.handed_out < len(huge) // 40
+
+
+def test_the_default_limit_is_one_mib(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdin = CountingInput(b"ok\n" + b"y" * (MIB + 1) + b"\n")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    ran = cli("send", "--stdin")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert "line 2 of standard input is longer than --max-bytes (1048576 bytes)" in ran.err
+    assert stdin.handed_out < MIB + 2 * CHUNK_BYTES
+    assert texts(emulator) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "sent"),
+    [
+        (b"12345\n", ["12345"]),
+        (b"12345\r\n", ["12345"]),  # the line ends are not counted
+        (b"12345", ["12345"]),
+        (b"\xc3\xa9\xc3\xa9x\n", ["\u00e9\u00e9x"]),  # bytes, not characters
+    ],
+)
+def test_a_line_of_exactly_max_bytes_is_sent(
+    cli: RunCLI,
+    emulator: Emulator,
+    hook_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    data: bytes,
+    sent: list[str],
+) -> None:
+    monkeypatch.setattr(sys, "stdin", CountingInput(data))
+    ran = cli("send", "--stdin", "--max-bytes", "5")
+    assert ran.code == ExitCode.OK, ran.err
+    assert texts(emulator) == sent
+
+
+@pytest.mark.parametrize("data", [b"123456\n", b"12345\r6\n", b"\xc3\xa9\xc3\xa9xy"])
+def test_a_line_of_one_byte_more_is_refused(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch, data: bytes
+) -> None:
+    monkeypatch.setattr(sys, "stdin", CountingInput(b"short\n" + data))
+    ran = cli("send", "--stdin", "--max-bytes", "5")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert "line 2 of standard input is longer than --max-bytes (5 bytes)" in ran.err
+    assert texts(emulator) == []
+
+
+def test_lines_split_across_chunks_are_read_whole(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lines that straddle chunk boundaries, and a character split between two chunks.
+    first = "a" * 50_000
+    second = "b" * (CHUNK_BYTES - 1 - len(first) - 2) + "\u00e9" + "b" * 20_000
+    lines = [first, second, "c" * 50_000, "d" * 50_000]
+    data = "\r\n".join(lines).encode()
+    assert data[CHUNK_BYTES - 1 : CHUNK_BYTES + 1] == "\u00e9".encode()
+    assert len(data) > 2 * CHUNK_BYTES
+    monkeypatch.setattr(sys, "stdin", CountingInput(data))
+    ran = cli("send", "--stdin")
+    assert ran.code == ExitCode.OK, ran.err
+    assert texts(emulator) == lines
+
+
+def test_dash_over_max_bytes_is_refused_without_reading_it_whole(
+    cli: RunCLI, emulator: Emulator, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdin = CountingInput(b"z" * (5 * MIB))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    ran = cli("send", "--max-bytes", "100", "-")
+    assert ran.code == ExitCode.INVALID_INPUT
+    assert ran.err == (
+        "hookapi send: error: standard input is longer than --max-bytes (100 bytes); "
+        "nothing was sent.\n"
+    )
+    assert stdin.handed_out == CHUNK_BYTES
+    assert texts(emulator) == []
+    monkeypatch.setattr(sys, "stdin", CountingInput(b"z" * 100 + b"\r\n"))
+    assert cli("send", "--max-bytes", "100", "-").code == ExitCode.OK
+    assert texts(emulator) == ["z" * 100]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots"])
+def test_max_bytes_must_be_a_positive_whole_number(cli: RunCLI, hook_url: str, value: str) -> None:
+    ran = cli("send", "--stdin", "--max-bytes", value, stdin="hi\n")
+    assert ran.code == ExitCode.USAGE
+    assert "--max-bytes" in ran.err

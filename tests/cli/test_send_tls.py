@@ -11,11 +11,12 @@ import pytest
 from hookapi.cli import main
 from hookapi.cli._common import ExitCode
 
+from ..http.test_proxy import Proxy, proxy
 from ..http.test_stack import SECRET
 from ..http.test_tls import Pki, TLSServer, pki, serving_tls
 from .conftest import Ran
 
-__all__ = ["pki"]  # the fixture, imported to be used here
+__all__ = ["pki", "proxy"]  # the fixtures, imported to be used here
 
 
 @pytest.fixture
@@ -78,3 +79,24 @@ def test_bad_tls_options_are_refused_before_sending(
     assert ran.code == ExitCode.INVALID_INPUT
     assert "is not a file or a directory" in ran.err
     assert server.heads == []
+
+
+def test_the_tls_options_hold_through_the_environments_proxy(
+    cli: Callable[..., Ran],
+    server: TLSServer,
+    pki: Pki,
+    proxy: Proxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    before = len(proxy.forwarded())
+    ran = cli("send", "--cacert", str(pki.bundle), "--cert", str(pki.client_pem), "tunnelled")
+    assert ran.code == ExitCode.OK, ran.err
+    lines = proxy.wait_for(before + 1)[before:]
+    assert len(lines) == 1
+    assert f" - CONNECT {server.url.removeprefix('https://')} - " in lines[0]
+    assert SECRET not in lines[0]  # inside the tunnel, the path is the server's to read
+    assert len(server.heads) == 1

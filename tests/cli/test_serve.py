@@ -6,16 +6,20 @@ import os
 import re
 import signal
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from hookapi.cli import main
-from hookapi.cli._common import ExitCode
-from hookapi.cli._serve import is_loopback_host
+from hookapi.cli._common import CommandError, ExitCode
+from hookapi.cli._main import build_parser
+from hookapi.cli._serve import _announce, is_loopback_host, write_url_file
+from hookapi.emulator import Emulator
 
 from .conftest import wait_for
 
@@ -110,6 +114,13 @@ def test_serve_announces_serves_the_page_and_stops_on_ctrl_c(
     assert url_file.stat().st_mode & 0o777 == 0o600
     assert "Desktop page: http://127.0.0.1:" in out
     assert 'curl -X POST -H "Content-Type: application/json" -d \'{"message": "Hello"}\'' in out
+    # The commands to copy name the file, never the URL: shell history keeps command lines.
+    examples = [line for line in out.splitlines() if line.startswith("  ")]
+    assert examples == [
+        f"  HOOKAPI_URL_FILE={url_file} hookapi send 'Hello'",
+        '  curl -X POST -H "Content-Type: application/json" -d \'{"message": "Hello"}\' '
+        f'--max-time 10 "$(cat {url_file})/message"',
+    ]
     assert out.endswith("Stopped. The emulator received 1 message.\n")
     assert err == ""
 
@@ -154,3 +165,78 @@ def test_loopback_hosts() -> None:
     assert is_loopback_host("localhost")
     assert is_loopback_host("::1")
     assert not is_loopback_host("0.0.0.0")
+
+
+def test_without_a_url_file_the_hint_still_keeps_the_secret_off_the_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emulator = Emulator()
+    hook = emulator.create_hook("Ops")
+    args = build_parser().parse_args(["serve"])
+    _announce(args, emulator, [hook], SimpleNamespace(url="http://127.0.0.1:8000"))  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert out.count(hook.secret) == 1  # on its "Hook URL for Desktop" line only
+    (line,) = [line for line in out.splitlines() if hook.secret in line]
+    assert line.startswith("Hook URL for Desktop 'Ops': ")
+    assert "start with --url-file PATH" in out
+    assert "  HOOKAPI_URL_FILE=PATH hookapi send 'Hello'\n" in out
+
+
+# -- the URL file ----------------------------------------------------------------------------
+
+URL = "http://127.0.0.1:8000/hook-1/" + "ab" * 32
+
+
+def test_the_url_file_is_new_and_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "url"
+    old = os.umask(0o277)  # a umask that takes the owner's write bit: the mode stays 0600
+    try:
+        write_url_file(str(path), URL)
+    finally:
+        os.umask(old)
+    assert path.read_text() == URL + "\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["url"]  # no temporary file left
+
+
+def test_an_existing_url_file_is_replaced_not_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "url"
+    path.write_text("the old content\n")
+    path.chmod(0o644)
+    other_name = tmp_path / "hard-link"
+    os.link(path, other_name)  # another name for the old file
+    write_url_file(str(path), URL)
+    assert path.read_text() == URL + "\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # Written in place, the old file (and so its other name) would now hold the URL.
+    assert other_name.read_text() == "the old content\n"
+    assert not path.samefile(other_name)
+
+
+def test_a_symbolic_link_is_refused_and_its_target_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("someone else's file\n")
+    target.chmod(0o644)
+    link = tmp_path / "url"
+    link.symlink_to(target)
+    code = main(["serve", "--port", "0", "--url-file", str(link)])
+    assert code == ExitCode.FAILED
+    assert f"the hook URL file {link} is a symbolic link" in capsys.readouterr().err
+    assert target.read_text() == "someone else's file\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert link.is_symlink()
+    # A dangling link is refused too: following it would create the file it points at.
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "created-through-the-link")
+    with pytest.raises(CommandError, match="is a symbolic link"):
+        write_url_file(str(dangling), URL)
+    assert not (tmp_path / "created-through-the-link").exists()
+
+
+def test_a_url_file_that_is_a_directory_is_refused_and_cleaned_up(tmp_path: Path) -> None:
+    (tmp_path / "url").mkdir()
+    with pytest.raises(CommandError, match="cannot write the hook URL file"):
+        write_url_file(str(tmp_path / "url"), URL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["url"]
