@@ -444,7 +444,7 @@ ANSWERS = [
     (_status_error(hookapi.AuthenticationError, 401), 500, "hook_misconfigured", None),
     (_status_error(hookapi.PermissionDeniedError, 403), 500, "hook_misconfigured", None),
     (_status_error(hookapi.NotFoundError, 404), 500, "hook_misconfigured", None),
-    (hookapi.InsecureURLError(UPSTREAM_TEXT), 500, "hook_misconfigured", None),
+    (hookapi.InsecureURLError(UPSTREAM_TEXT, netloc="x:80"), 500, "hook_misconfigured", None),
     (_status_error(hookapi.InternalServerError, 500), 502, "hook_failed", None),
     (_status_error(hookapi.ServerError, 502), 502, "hook_failed", None),
     (hookapi.APIError(UPSTREAM_TEXT, url=URL), 502, "hook_failed", None),
