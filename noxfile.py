@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
 import nox
 
-nox.options.default_venv_backend = "venv"
+# uv makes and fills an environment in seconds where venv and pip take a minute; nox falls
+# back to venv where uv is missing. Environments are reused: a second run installs only what
+# changed.
+nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_venv = "yes"
 # CI must run every interpreter we claim; locally a missing one is skipped with nox's message.
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
-nox.options.sessions = ["lint", "typing", "tests", "docs", "install"]
+nox.options.sessions = ["checks", "tests", "install"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON = "3.11"
@@ -55,18 +59,46 @@ def install_group(session: nox.Session, *groups: str) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, *groups))
 
 
-@nox.session(python=PYTHON)
-def lint(session: nox.Session) -> None:
-    install_group(session, "lint")
+def run_lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
+def run_typing(session: nox.Session) -> None:
+    session.run("mypy", "--strict")
+
+
+def run_docs(session: nox.Session) -> None:
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"
+    )
+
+
 @nox.session(python=PYTHON)
+def checks(session: nox.Session) -> None:
+    """Lint, typing and the docs build in one environment: none needs to be alone.
+
+    ``nox -s lint``, ``nox -s typing`` and ``nox -s docs`` run one of them (each in an
+    environment of its own).
+    """
+    install_group(session, "lint", "typing", "docs")
+    session.install("-e", ".[emulator,cli,fastapi]", "nox")
+    run_lint(session)
+    run_typing(session)
+    run_docs(session)
+
+
+@nox.session(python=PYTHON, default=False)
+def lint(session: nox.Session) -> None:
+    install_group(session, "lint")
+    run_lint(session)
+
+
+@nox.session(python=PYTHON, default=False)
 def typing(session: nox.Session) -> None:
     install_group(session, "typing")
     session.install("-e", ".[emulator,cli,fastapi]", "nox")
-    session.run("mypy", "--strict")
+    run_typing(session)
 
 
 @nox.session(python=PYTHONS)
@@ -84,27 +116,33 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "report", *(["--fail-under=0"] if session.posargs else []))
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, default=False)
 def docs(session: nox.Session) -> None:
     install_group(session, "docs")
     session.install("-e", ".[emulator,cli,fastapi]")
-    session.run(
-        "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"
-    )
+    run_docs(session)
 
 
 #: The quickest demo that still goes through the whole client, a served emulator and a burst
 #: from several tasks (the full one, with faults and quota waits, takes about 11 s).
 QUICK_DEMO = ("--messages", "10", "--tasks", "5", "--latency", "0", "--no-faults")
-#: The pages whose ``$ python -m pip install ...`` lines the install session runs.
+#: The pages whose console lines the install session runs.
 INSTALL_PAGES = ("README.md", "docs/tutorial.md")
+#: The Python a bare Debian machine has: the system's, which refuses ``pip install`` (PEP 668)
+#: and has no ``python`` alias. HOOKAPI_SYSTEM_PYTHON names another.
+SYSTEM_PYTHON = os.environ.get("HOOKAPI_SYSTEM_PYTHON", "/usr/bin/python3")
+#: What the install session leaves out of its copy of the checkout.
+_NOT_COPIED = shutil.ignore_patterns(
+    ".git", ".nox", ".venv", "_build", "__pycache__", "*.egg-info", "stress-logs"
+)
 
 
 def documented_commands() -> list[list[str]]:
-    """Every install and ``hookapi demo`` command in the console blocks of INSTALL_PAGES.
+    """Every command a new user types from the console blocks of INSTALL_PAGES, in order.
 
-    ``$ a && b  # note`` gives ``a`` and ``b``; installing nox (the test command) is left out,
-    and so is a command seen before.
+    ``$ a && b  # note`` gives ``a`` and ``b``: making the ``.venv``, installing into it, and
+    ``hookapi demo``. Running ``nox`` itself (the test command: this session is part of it)
+    is left out, and so is a command seen before.
     """
     commands: list[list[str]] = []
     for page in INSTALL_PAGES:
@@ -114,26 +152,45 @@ def documented_commands() -> list[list[str]]:
                     continue
                 for part in line[2:].split("#", 1)[0].split("&&"):
                     words = shlex.split(part)
-                    install = words[:4] == ["python", "-m", "pip", "install"]
-                    wanted = (install and "nox" not in words) or words[:2] == ["hookapi", "demo"]
+                    program = Path(words[0]).name if words else ""
+                    wanted = (
+                        words[:3] == ["python3", "-m", "venv"]
+                        or (program == "python" and words[1:4] == ["-m", "pip", "install"])
+                        or (program == "hookapi" and words[1:2] == ["demo"])
+                    )
                     if wanted and words not in commands:
                         commands.append(words)
     return commands
 
 
-@nox.session(python=PYTHON, reuse_venv=False)
+@nox.session(venv_backend="none")
 def install(session: nox.Session) -> None:
-    """The README's and the tutorial's install lines, from the checkout, in a fresh venv.
+    """The README's and the tutorial's commands as a new user types them, on a fresh copy.
 
-    Then ``hookapi demo`` with its quickest options, and an import of each extra's module.
+    With the system's ``python3`` (Debian's refuses ``pip install`` outside a venv and has no
+    ``python``): it makes ``.venv`` in a copy of the checkout, installs into it as the pages
+    say, runs ``hookapi demo`` with its quickest options, and imports each extra's module.
     """
     commands = documented_commands()
-    if not any(words[:2] == ["hookapi", "demo"] for words in commands):
+    if not any(Path(words[0]).name == "hookapi" for words in commands):
         session.error("README.md lost its `hookapi demo` line.")
-    for words in commands:
-        quick = QUICK_DEMO if words[:2] == ["hookapi", "demo"] else ()
-        session.run(*words, *quick)
-    session.run("python", "-c", "import hookapi.fastapi, hookapi.cli, hookapi.emulator")
+    python3 = SYSTEM_PYTHON if os.access(SYSTEM_PYTHON, os.X_OK) else shutil.which("python3")
+    if python3 is None:
+        session.error("No python3 to install with: set HOOKAPI_SYSTEM_PYTHON.")
+    copy = Path(session.create_tmp()) / "checkout"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(Path.cwd(), copy, ignore=_NOT_COPIED)
+    with session.chdir(copy):
+        for words in commands:
+            program = python3 if words[0] == "python3" else words[0]
+            quick = QUICK_DEMO if Path(words[0]).name == "hookapi" else ()
+            session.run(program, *words[1:], *quick, external=True)
+        session.run(
+            ".venv/bin/python",
+            "-c",
+            "import hookapi.fastapi, hookapi.cli, hookapi.emulator",
+            external=True,
+        )
 
 
 @nox.session(python=PYTHON, default=False)

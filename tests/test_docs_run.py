@@ -105,6 +105,35 @@ def test_the_block_runs(block: Block, service: str, hook_emulator: Emulator, hoo
         assert len(hook_emulator.messages(hook)) > before
 
 
+def unused_functions(code: str) -> list[str]:
+    """The functions a block defines at its top level and never names again (never runs).
+
+    A decorated function counts as used: its decorator registers it (a route, a fixture).
+    """
+    tree = ast.parse(code)
+    defined = [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.decorator_list
+    ]
+    named = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    named |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    return [name for name in defined if name not in named]
+
+
+def test_a_block_that_defines_main_without_running_it_is_caught() -> None:
+    assert unused_functions("async def main() -> None:\n    await go()\n") == ["main"]
+    assert unused_functions("async def main() -> None: ...\nanyio.run(main)\n") == []
+    assert unused_functions("@app.get('/')\nasync def home() -> None: ...\n") == []
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.mark is None], ids=lambda b: b.id)
+def test_the_block_runs_to_the_end(block: Block) -> None:
+    # Running a block that only defines `main` proves nothing of `main`: a block that runs
+    # must run what it defines (or be marked a fragment on purpose).
+    assert unused_functions(block.code) == [], "defined, never run: mark it a fragment or run it"
+
+
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.mark == "fragment"], ids=lambda b: b.id)
 def test_the_fragment_compiles(block: Block) -> None:
     compile(block.code, block.id, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
@@ -131,11 +160,15 @@ def test_the_test_module_passes(block: Block, tmp_path: Path) -> None:
 
 
 def test_the_readmes_first_command_installs_from_the_checkout() -> None:
-    # `nox -s install` runs it in a fresh virtualenv; this keeps it the first thing a reader sees.
+    # `nox -s install` runs it on a fresh copy; this keeps it the first thing a reader sees.
     readme = (ROOT / "README.md").read_text()
-    first = re.search(r"```console\n\$ (.*?)\s+#", readme)
+    first = re.search(r"```console\n\$ (.*?)\n", readme)
     assert first is not None
-    assert first[1] == 'python -m pip install ".[cli]" && hookapi demo'
+    # With nothing but the system's python3: no `python`, no activation, no pip outside a venv.
+    venv = "python3 -m venv .venv"
+    assert (
+        first[1] == f'{venv} && .venv/bin/python -m pip install ".[cli]" && .venv/bin/hookapi demo'
+    )
     assert 'Once hookapi is published on PyPI, `python -m pip install "hookapi[cli]"`' in readme
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -97,7 +98,7 @@ class Server:
         async def accept(one: anyio.abc.Listener[SocketStream], tasks: anyio.abc.TaskGroup) -> None:
             assert isinstance(one, SocketListener)  # create_tcp_listener's are
             while True:
-                stream = await one.accept()
+                stream = await _accept(one)
                 streams.add(stream)
                 tasks.start_soon(handle, stream)
 
@@ -111,6 +112,32 @@ class Server:
                 for stream in list(streams):
                     await stream.aclose()
             self._stopped.set()
+
+
+async def _accept(listener: SocketListener) -> SocketStream:
+    """The next connection, as a stream; a cancelled call has accepted nothing.
+
+    Not ``listener.accept()``: on asyncio it awaits ``loop.sock_accept``, whose reader callback
+    can still accept a connection after the waiting task was cancelled (the server stopping,
+    in the same turn of the loop), and then drops that socket unclosed. Here the socket is
+    accepted with no wait between the accept and its owner: cancellation can only land while
+    waiting for a connection, and the wrapping runs shielded.
+    """
+    raw = listener.extra(SocketAttribute.raw_socket)  # noqa: S610
+    while True:
+        await anyio.wait_readable(raw)
+        try:
+            sock, _ = raw.accept()
+        except (BlockingIOError, InterruptedError):
+            continue  # another waiter took it, or a spurious wake-up
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with anyio.CancelScope(shield=True):
+                return await SocketStream.from_socket(sock)
+        except BaseException:
+            sock.close()
+            raise
 
 
 @asynccontextmanager

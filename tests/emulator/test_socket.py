@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import json
 import logging
 import shutil
+import socket
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +17,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import trio
 from anyio.abc import SocketStream
 
 from hookapi.emulator import Emulator, Hook, Server
@@ -99,6 +105,34 @@ async def test_serve_answers_over_a_real_socket(emulator: Emulator, hook: Hook) 
     assert response.headers["x-rate-limit-used"] == "1"
     assert missing.status_code == 404
     assert [m.text for m in emulator.messages(hook)] == ["hi"]
+
+
+async def test_a_connection_arriving_as_the_server_stops_is_closed(
+    emulator: Emulator, anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The stop runs in the loop's next turn before the listener's readiness is handled, as
+    # when Ctrl-C or the end of a test stops a server that a client has just reached. On
+    # asyncio, loop.sock_accept then accepted the connection for a cancelled waiter and
+    # dropped the socket unclosed (a ResourceWarning naming the server's port).
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with emulator.serve() as server:
+            await anyio.wait_all_tasks_blocked()
+            client = socket.create_connection(("127.0.0.1", server.port))  # done on loopback
+            if anyio_backend == "asyncio":
+                asyncio.get_running_loop().call_soon(server.stop)
+            else:
+                trio.lowlevel.current_trio_token().run_sync_soon(server.stop)
+            await server.wait_stopped()
+        gc.collect()
+    with client:
+        client.settimeout(5)
+        # Closed unread, the server's side may answer with a reset rather than an end.
+        with contextlib.suppress(ConnectionResetError):
+            assert client.recv(1) == b""
+    assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_connections_are_kept_alive(emulator: Emulator, hook: Hook) -> None:
