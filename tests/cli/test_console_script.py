@@ -117,14 +117,14 @@ def test_ctrl_c_stops_send_and_says_what_was_not_sent(script: Path, tmp_path: Pa
     assert out == ""
 
 
-def test_the_demo_runs_to_completion_in_well_under_a_minute(script: Path) -> None:
-    started = time.monotonic()
+def test_the_demo_runs_to_completion(script: Path) -> None:
+    # How long it takes is the demo's own "elapsed" line and the benchmarks' business; here,
+    # that its quota hours pass on the scaled clock rather than in real hours (run_script's
+    # timeout would end a demo that waited for real ones).
     ran = run_script(script, "demo")
-    elapsed = time.monotonic() - started
     assert ran.code == ExitCode.OK, ran.out + ran.err
     assert "Result: every message was delivered exactly once." in ran.out
     assert "100 of 100, each exactly once" in ran.out
-    assert elapsed < 40
 
 
 def test_demo_keep_serving_stops_on_ctrl_c(script: Path) -> None:
