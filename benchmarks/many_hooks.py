@@ -27,7 +27,9 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 SECRET = "aa84c7c4e1422ba3e0d6ea719c876be30808b4917e498149674f9f2b3bdb08c7"
 HERE = Path(__file__).parent
@@ -115,16 +117,16 @@ QUOTA_CASES = {
 }
 
 
-def _done(coroutine: object) -> object:
+def _done(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Run a store coroutine that never awaits (as every ``HookState`` method is)."""
     try:
-        coroutine.send(None)  # type: ignore[attr-defined]
+        coroutine.send(None)
     except StopIteration as stop:
         return stop.value
     raise AssertionError("the store awaited")
 
 
-def _quota_day(requests: int, per_hour: int, per_day: int, hooks: int) -> tuple[list[object], int]:
+def _quota_day(requests: int, per_hour: int, per_day: int, hooks: int) -> tuple[list[Any], int]:
     """Drive ``hooks`` hook states through one virtual day; the states and the pairs run."""
     from hookapi._quota import HookState, QuotaAnswer, QuotaPolicy, RateLimit  # noqa: PLC0415
 
@@ -136,7 +138,7 @@ def _quota_day(requests: int, per_hour: int, per_day: int, hooks: int) -> tuple[
     pairs = 0
     for _ in range(requests):
         for state in states:
-            _done(state.settle(_done(state.reserve()), answer))  # type: ignore[attr-defined]
+            _done(state.settle(_done(state.reserve()), answer))
             pairs += 1
         now[0] += step
     return states, pairs
@@ -152,7 +154,7 @@ def quota_memory() -> list[dict[str, object]]:
         states, _pairs = _quota_day(requests, per_hour, per_day, hooks)
         traced = (tracemalloc.get_traced_memory()[0] - before) / hooks
         tracemalloc.stop()
-        buckets = sum(state.nbytes() for state in states) / hooks  # type: ignore[attr-defined]
+        buckets = sum(state.nbytes() for state in states) / hooks
         del states
         cpu = []
         for _ in range(3):
