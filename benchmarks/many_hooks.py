@@ -5,8 +5,14 @@ local nginx. Reported per run: messages delivered and failed, the most sockets o
 (sampled from /proc/self/fd), and the memory each client adds (traced allocations after the
 clients are built, divided by their number). Each configuration runs in a fresh interpreter.
 
+With ``--quota``, no server: each hook's in-memory quota state alone, driven on a virtual clock
+through a day of answered requests. A quiet hook (24 requests spread over the day), a busy one
+(500,000 a day, its full quota) and 1,000 quiet hooks side by side: the bytes traced per hook
+and its buckets, and the CPU per reserve-and-settle pair (medians of 3, without tracing).
+
     python benchmarks/many_hooks.py                 # starts nginx (benchmarks/_server.py)
     python benchmarks/many_hooks.py --url http://127.0.0.1:PORT --hooks 1 100 1000 10000
+    python benchmarks/many_hooks.py --quota
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 SECRET = "aa84c7c4e1422ba3e0d6ea719c876be30808b4917e498149674f9f2b3bdb08c7"
 HERE = Path(__file__).parent
@@ -100,6 +109,70 @@ async def _run(url: str, hooks: int, shared: bool, seconds: float) -> dict[str, 
     }
 
 
+#: The quota workloads: requests in a day, per hour and per day allowed, and how many hooks.
+QUOTA_CASES = {
+    "quiet hook, 24 requests in a day": (24, 100, 1000, 1),
+    "busy hook, 500,000 in a day (its full quota)": (500_000, 500_000, 500_000, 1),
+    "1,000 quiet hooks, 24 requests each in a day": (24, 100, 1000, 1000),
+}
+
+
+def _done(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a store coroutine that never awaits (as every ``HookState`` method is)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("the store awaited")
+
+
+def _quota_day(requests: int, per_hour: int, per_day: int, hooks: int) -> tuple[list[Any], int]:
+    """Drive ``hooks`` hook states through one virtual day; the states and the pairs run."""
+    from hookapi._quota import HookState, QuotaAnswer, QuotaPolicy, RateLimit  # noqa: PLC0415
+
+    now = [0.0]
+    states = [HookState(QuotaPolicy(), clock=lambda: now[0]) for _ in range(hooks)]
+    rate = RateLimit(per_hour=per_hour, per_day=per_day, remaining=per_hour)
+    answer = QuotaAnswer(status_code=200, rate_limit=rate)
+    step = 86400.0 / requests
+    pairs = 0
+    for _ in range(requests):
+        for state in states:
+            _done(state.settle(_done(state.reserve()), answer))
+            pairs += 1
+        now[0] += step
+    return states, pairs
+
+
+def quota_memory() -> list[dict[str, object]]:
+    """Bytes per hook (tracemalloc) and CPU per reserve-and-settle pair, per quota workload."""
+    rows = []
+    for name, (requests, per_hour, per_day, hooks) in QUOTA_CASES.items():
+        _quota_day(requests, per_hour, per_day, 1)  # imports and caches off the record
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        states, _pairs = _quota_day(requests, per_hour, per_day, hooks)
+        traced = (tracemalloc.get_traced_memory()[0] - before) / hooks
+        tracemalloc.stop()
+        buckets = sum(state.nbytes() for state in states) / hooks
+        del states
+        cpu = []
+        for _ in range(3):
+            started = time.process_time()
+            _states, pairs = _quota_day(requests, per_hour, per_day, hooks)
+            cpu.append((time.process_time() - started) / pairs * 1e6)
+        rows.append(
+            {
+                "workload": name,
+                "bytes_per_hook": round(traced),
+                "bucket_bytes_per_hook": round(buckets),
+                "us_per_pair_median_of_3": round(statistics.median(cpu), 2),
+                "us_per_pair_runs": [round(c, 2) for c in cpu],
+            }
+        )
+    return rows
+
+
 def _one(args: argparse.Namespace) -> None:
     result = asyncio.run(_run(args.url, args.one, args.shared, args.timeout))
     print(json.dumps(result))
@@ -112,7 +185,20 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per post")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quota", action="store_true", help="each hook's quota state alone")
     args = parser.parse_args()
+    if args.quota:
+        rows = quota_memory()
+        for row in rows:
+            print(json.dumps(row), file=sys.stderr)
+        print("| workload | bytes per hook | buckets per hook | CPU per reserve + settle |")
+        print("| --- | ---: | ---: | ---: |")
+        for row in rows:
+            print(
+                f"| {row['workload']} | {row['bytes_per_hook']:,} "
+                f"| {row['bucket_bytes_per_hook']:,} | {row['us_per_pair_median_of_3']} us |"
+            )
+        return
     if args.one is not None:
         _one(args)
         return

@@ -35,9 +35,14 @@ _STEPS: Final = 65535
 
 #: A ring starts with this many slots at its first event, and doubles as the span grows.
 _FIRST_SIZE: Final = 16
+#: Bytes per slot: a count and a latest event per bucket of the span (dense), or the same
+#: plus the bucket's index for each bucket that holds an event (sparse).
+_DENSE_BYTES: Final = 6
+_SPARSE_BYTES: Final = 14
 #: What a ring holds before its first event: nothing (shared, never written).
 _NO_COUNTS: Final = array("i")
 _NO_LAST: Final = array("H")
+_NO_BUCKETS: Final = array("q")
 
 
 class _Ring:
@@ -47,16 +52,28 @@ class _Ring:
     latest event happened, rounded *up* to 1/65,535 of the bucket, and the whole bucket leaves
     window ``k`` at that moment plus ``windows[k]`` plus ``margin``: never before any of its
     events may leave the service's window, and at most a fraction of a millisecond after the
-    last one does. The ring holds the live buckets only, from the oldest still in some window
-    to the newest: it takes nothing until the first event, then 16 slots, and doubles as that
-    span grows, up to ``longest / width + 3`` slots (``6`` bytes each) when events span the
-    longest window. When every bucket has left every window it gives its slots back.
+    last one does.
+
+    The ring holds the live buckets only, from the oldest still in some window to the newest,
+    in whichever of two layouts takes fewer bytes, chosen each time it runs out of room:
+
+    * *dense*: a slot for every bucket of that span (6 bytes each), found by its index; a
+      hook that posts in most buckets pays the least this way;
+    * *sparse*: a slot for each bucket that holds an event (14 bytes: its index too), in
+      order; a hook that posts once an hour holds 24 slots for a day, not 5,763.
+
+    A slot's place in the ring is its *position*: the bucket's index when dense, its rank
+    among the buckets ever kept when sparse. The ring takes nothing until the first event,
+    then 16 dense slots, and doubles as needed, up to ``longest / width + 3`` slots when
+    events span the longest window. When every bucket has left every window it gives its
+    slots back. Either layout gives the same answers to every question.
 
     The caller expires the longest window before each :meth:`add` (as :class:`HookState`
     does), so the live buckets never span more slots than the largest ring has.
     """
 
     __slots__ = (
+        "_buckets",
         "_counts",
         "_delays",
         "_fixed",
@@ -65,6 +82,8 @@ class _Ring:
         "_newest",
         "_ptr",
         "_size",
+        "_sparse",
+        "_top",
         "_width",
         "totals",
     )
@@ -80,35 +99,45 @@ class _Ring:
         self._width = width
         self._delays = [window + margin for window in windows]
         self._max_size = int(max(windows) // width) + int(margin // width) + 3
+        # The oldest live position in each window (None: the window holds nothing).
         self._ptr: list[int | None] = [None] * len(windows)
+        # The newest live position, and the newest bucket ever counted (events never go back).
         self._newest = -1
+        self._top = -1
         self.totals = [0] * len(windows)
         self._size = 0
+        self._sparse = False
         self._counts = _NO_COUNTS
         self._last = _NO_LAST
-        # A ring of that size from the start that never gives it back (tests compare the
-        # growing ring against the largest one).
+        self._buckets = _NO_BUCKETS
+        # A dense ring of that size from the start that never gives it back (tests compare
+        # the ring against the largest one).
         self._fixed = _initial is not None
         if _initial is not None:
-            self._resize(min(_initial, self._max_size), 0, -1)
+            self._resize(min(_initial, self._max_size), 0, -1, sparse=False)
 
     def index(self, t: float) -> int:
         """The bucket that holds time ``t``."""
         return math.floor(t / self._width)
 
+    def _bucket(self, p: int) -> int:
+        """The bucket at position ``p``."""
+        return self._buckets[p % self._size] if self._sparse else p
+
     def _oldest(self) -> int | None:
-        """The oldest bucket still in some window (``None`` if none is)."""
+        """The oldest position still in some window (``None`` if none is)."""
         oldest = None
         for i in self._ptr:
             if i is not None and (oldest is None or i < oldest):
                 oldest = i
         return oldest
 
-    def _resize(self, size: int, oldest: int, newest: int) -> None:
-        """Move buckets ``oldest .. newest`` into a ring of ``size`` slots (zeros elsewhere)."""
-        counts, last, old = self._counts, self._last, self._size
+    def _resize(self, size: int, oldest: int, newest: int, *, sparse: bool) -> None:
+        """Move positions ``oldest .. newest`` into a ring of ``size`` slots, same layout."""
+        counts, last, buckets, old = self._counts, self._last, self._buckets, self._size
         new_counts = array("i", bytes(4 * size))
         new_last = array("H", bytes(2 * size))
+        new_buckets = array("q", bytes(8 * size)) if sparse else _NO_BUCKETS
         i = oldest
         while i <= newest:
             # At most three runs: where neither ring wraps around, slices copy in one go.
@@ -116,47 +145,114 @@ class _Ring:
             run = min(newest + 1 - i, old - src, size - dst)
             new_counts[dst : dst + run] = counts[src : src + run]
             new_last[dst : dst + run] = last[src : src + run]
+            if sparse:
+                new_buckets[dst : dst + run] = buckets[src : src + run]
             i += run
-        self._counts, self._last, self._size = new_counts, new_last, size
+        self._counts, self._last, self._buckets = new_counts, new_last, new_buckets
+        self._size, self._sparse = size, sparse
 
-    def _reserve(self, i: int) -> None:
-        """Make room for bucket ``i``, keeping every live bucket in its slot."""
+    def _relayout(self, size: int, oldest: int, newest: int, *, sparse: bool) -> None:
+        """Move the buckets that hold events into the other layout, ``size`` slots."""
+        kept = [
+            (self._bucket(p), self._counts[p % self._size], self._last[p % self._size])
+            for p in range(oldest, newest + 1)
+            if self._counts[p % self._size]
+        ]
+        ptr = [None if p is None else self._bucket(p) for p in self._ptr]
+        self._counts, self._last, self._buckets = _NO_COUNTS, _NO_LAST, _NO_BUCKETS
+        self._size = 0
+        self._resize(size, 0, -1, sparse=sparse)
+        counts, last, buckets = self._counts, self._last, self._buckets
+        for rank, (bucket, count, latest) in enumerate(kept):
+            slot = (rank if sparse else bucket) % size
+            counts[slot], last[slot] = count, latest
+            if sparse:
+                buckets[slot] = bucket
+        if sparse:
+            # Every window's oldest bucket holds events, so it is one of those kept.
+            ranks = {bucket: rank for rank, (bucket, _count, _latest) in enumerate(kept)}
+            self._ptr = [None if b is None else ranks[b] for b in ptr]
+            self._newest = len(kept) - 1
+        else:
+            self._ptr = ptr
+            self._newest = kept[-1][0]
+
+    def _reserve(self, i: int) -> int:
+        """Make room for bucket ``i`` (no older than the newest), keeping every live one.
+
+        Returns:
+            The position of bucket ``i``.
+        """
         oldest = self._oldest()
-        # Nothing live: nothing to move.
-        newest = self._newest if oldest is not None else i - 1
-        if oldest is None:
-            oldest = i
-        span = i - oldest + 1
         size = self._size
-        if span <= size:
-            return
-        size = size or _FIRST_SIZE
-        while size < span and size < self._max_size:
-            size *= 2
-        self._resize(min(size, self._max_size), oldest, newest)
+        if oldest is None:
+            # Nothing live: a dense ring, nothing to move.
+            if not size:
+                self._resize(_FIRST_SIZE, 0, -1, sparse=False)
+            return i
+        newest = self._newest
+        if not self._sparse:
+            if i - oldest < size:
+                return i
+            entries = sum(1 for p in range(oldest, newest + 1) if self._counts[p % size]) + 1
+            first = oldest
+            position = i
+        else:
+            if self._buckets[newest % size] == i:
+                return newest
+            position = newest + 1
+            if position - oldest < size:
+                self._buckets[position % size] = i
+                return position
+            entries = position - oldest + 1
+            first = self._buckets[oldest % size]
+        dense = _FIRST_SIZE
+        while dense < i - first + 1 and dense < self._max_size:
+            dense *= 2
+        dense = min(dense, self._max_size)
+        sparse = _FIRST_SIZE
+        while sparse < entries and sparse < self._max_size:
+            sparse *= 2
+        sparse = min(sparse, self._max_size)
+        if not self._fixed and _SPARSE_BYTES * sparse < _DENSE_BYTES * dense:
+            if self._sparse:
+                self._resize(sparse, oldest, newest, sparse=True)
+            else:
+                self._relayout(sparse, oldest, newest, sparse=True)
+                position = self._newest + 1
+            self._buckets[position % sparse] = i
+        elif self._sparse:
+            self._relayout(dense, oldest, newest, sparse=False)
+        else:
+            self._resize(dense, oldest, newest, sparse=False)
+        return position if self._sparse else i
 
     def add(self, t: float) -> None:
         """Count one event at ``t`` (never earlier than the events already counted)."""
         i = self.index(t)
-        if i < self._newest:
-            i, step = self._newest, _STEPS
+        if i < self._top:
+            i, step = self._top, _STEPS
         else:
             step = min(_STEPS, math.ceil((t / self._width - i) * _STEPS + 1e-6))
-        self._reserve(i)
-        slot = i % self._size
+        # Most events fall in the newest bucket (held whenever the ring holds slots).
+        p = self._newest if i == self._top and self._size else self._reserve(i)
+        slot = p % self._size
         self._counts[slot] += 1
         self._last[slot] = max(self._last[slot], step)
-        self._newest = i
+        self._newest = p
+        self._top = i
         ptr = self._ptr
         totals = self.totals
         for k in range(len(totals)):
             totals[k] += 1
             if ptr[k] is None:
-                ptr[k] = i
+                ptr[k] = p
 
-    def release_at(self, i: int, k: int) -> float:
-        """When bucket ``i`` leaves window ``k``."""
-        return (i + self._last[i % self._size] / _STEPS) * self._width + self._delays[k]
+    def release_at(self, p: int, k: int) -> float:
+        """When the bucket at position ``p`` leaves window ``k``."""
+        slot = p % self._size
+        bucket = self._buckets[slot] if self._sparse else p
+        return (bucket + self._last[slot] / _STEPS) * self._width + self._delays[k]
 
     def expire(self, now: float, k: int, credit_from: int | None = None) -> int:
         """Drop the buckets that have left window ``k`` by ``now``.
@@ -171,26 +267,37 @@ class _Ring:
         release_at = self.release_at
         if release_at(i, k) > now:
             return 0
-        last = len(self.totals) - 1
+        oldest = self._oldest()
         credited = dropped = 0
         newest = self._newest
+        buckets = self._buckets if self._sparse else None
         while i <= newest and release_at(i, k) <= now:
             count = counts[i % size]
             dropped += count
-            if credit_from is not None and i >= credit_from:
+            if credit_from is not None and (i if buckets is None else buckets[i % size]) >= (
+                credit_from
+            ):
                 credited += count
-            if k == last:
-                counts[i % size] = 0
-                self._last[i % size] = 0
+            i += 1
+        # The window's oldest bucket holds events (so it says when the window next changes).
+        while i <= newest and not counts[i % size]:
             i += 1
         self.totals[k] -= dropped
-        if i <= newest:
-            self._ptr[k] = i
-        else:
-            self._ptr[k] = None
-            if not self._fixed and self._oldest() is None:
+        self._ptr[k] = i if i <= newest else None
+        still = self._oldest()
+        if still is None:
+            if not self._fixed:
                 # Every bucket has left every window: give the slots back.
-                self._size, self._counts, self._last = 0, _NO_COUNTS, _NO_LAST
+                self._size, self._sparse = 0, False
+                self._counts, self._last, self._buckets = _NO_COUNTS, _NO_LAST, _NO_BUCKETS
+                return credited
+            still = newest + 1
+        # A slot is free once its bucket has left every window, not just this one.
+        last = self._last
+        assert oldest is not None
+        for p in range(oldest, still):
+            counts[p % size] = 0
+            last[p % size] = 0
         return credited
 
     def next_release(self, k: int) -> float:
@@ -208,9 +315,14 @@ class _Ring:
             return -math.inf
         if i is None:
             return math.inf
-        if credit_from is not None:
-            i = max(i, credit_from)
         counts, size, got = self._counts, self._size, 0
+        if credit_from is not None:
+            if not self._sparse:
+                i = max(i, credit_from)
+            else:
+                buckets = self._buckets
+                while i <= self._newest and buckets[i % size] < credit_from:
+                    i += 1
         while i <= self._newest:
             got += counts[i % size]
             if got >= need:
@@ -221,16 +333,18 @@ class _Ring:
     def clear(self) -> None:
         """Forget every event (and give the slots back)."""
         if self._fixed:
-            self._resize(self._size, 0, -1)
+            self._resize(self._size, 0, -1, sparse=False)
         else:
-            self._size, self._counts, self._last = 0, _NO_COUNTS, _NO_LAST
+            self._size, self._sparse = 0, False
+            self._counts, self._last, self._buckets = _NO_COUNTS, _NO_LAST, _NO_BUCKETS
         self._ptr = [None] * len(self._ptr)
         self._newest = -1
+        self._top = -1
         self.totals = [0] * len(self.totals)
 
     def nbytes(self) -> int:
         """The memory its buckets take."""
-        return sum(a.itemsize * len(a) for a in (self._counts, self._last))
+        return sum(a.itemsize * len(a) for a in (self._counts, self._last, self._buckets))
 
 
 class _Token:
@@ -552,8 +666,10 @@ class MemoryQuota:
 
     One state per hook and event loop (times come from the loop's clock, so a state never
     crosses loops), held weakly: a hook's state lives as long as some client uses it. Its
-    counts take a few hundred bytes after a first request and grow with the time its live
-    requests span, to about 42 KiB at most (a day's), whatever the quota or the rate.
+    counts take a few hundred bytes after a first request and grow with its live requests:
+    a slot per 15-second bucket that holds some, or per bucket of the time they span when that
+    is smaller. A hook that posts once an hour holds under 1 KiB of counts for a day; a busy
+    one about 42 KiB at most (a day's), whatever the quota or the rate.
 
     Args:
         policy: How to probe a quota whose return cannot be seen; default ``QuotaPolicy()``.

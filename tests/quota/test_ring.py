@@ -1,8 +1,10 @@
-"""The in-memory store's bucket ring: small until its events span time, same answers as a full one.
+"""The in-memory store's bucket ring: as small as its events need, same answers as a full one.
 
-A ring starts with no slots, takes 16 at its first event and doubles as its live buckets span
-more of the longest window. These tests hold it to a ring that has its largest size from the
-start: every count, release time and credit must be the same, under any sequence of events.
+A ring starts with no slots, takes 16 at its first event and doubles as it needs room, keeping
+a slot per bucket of its span (dense) or per bucket that holds an event (sparse), whichever
+takes fewer bytes. These tests hold it to a dense ring that has its largest size from the
+start: every count, release time and credit must be the same, under any sequence of events;
+and to the events themselves: no window ever counts fewer than the service's would.
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ def test_clear_returns_to_no_buckets() -> None:
     assert ring.totals == [0, 0]
     ring.add(2000.0)
     assert ring.totals == [1, 1]
-    assert ring.next_release(0) == ring.release_at(ring.index(2000.0), 0)
+    full = _Ring(_WIDTH, (HOUR, DAY), MARGIN, _initial=10**9)
+    full.add(2000.0)
+    assert ring.next_release(0) == full.next_release(0) >= 2000.0 + HOUR + MARGIN
 
 
 def test_a_full_day_of_buckets_stays_under_64_kib() -> None:
@@ -126,17 +130,73 @@ def test_a_full_day_of_buckets_stays_under_64_kib() -> None:
     assert state.nbytes() < 64 * 1024
 
 
+def test_a_quiet_day_takes_a_slot_per_request() -> None:
+    # One request an hour: 24 buckets with events in a span of 5,521, not 5,521 slots.
+    ring = _Ring(_WIDTH, (HOUR, DAY), MARGIN)
+    for n in range(24):
+        ring.expire(n * HOUR, 1)
+        ring.expire(n * HOUR, 0)
+        ring.add(n * HOUR)
+    assert ring.totals == [2, 24]  # the hour before's stays the margin longer
+    assert ring.nbytes() == 32 * 14  # a dense ring of that span took 34,578 bytes
+    ring.expire(24 * HOUR + MARGIN + _WIDTH, 1)
+    assert ring.totals[1] == 23  # the first request has left the day
+
+
+def test_a_hook_state_after_a_quiet_day_is_under_4_kib() -> None:
+    now = 0.0
+
+    def build() -> HookState:
+        nonlocal now
+        state = HookState(QuotaPolicy(), clock=lambda: now)
+        rate = RateLimit(per_hour=100, per_day=30, remaining=99)
+        for _ in range(24):
+            answer = QuotaAnswer(status_code=200, rate_limit=rate)
+            done(state.settle(done(state.reserve()), answer))
+            now += HOUR
+        return state
+
+    state, allocated = traced(build)
+    assert done(state.budget()) == 30 - 24  # the day still counts every request
+    assert state.nbytes() == 32 * 14
+    assert allocated < 4096  # the ring alone took 34,578 bytes
+
+
+def test_a_ring_changes_layout_both_ways_with_the_same_answers() -> None:
+    # Busy for an hour (dense), quiet for hours (sparse), busy again (dense), quiet again.
+    width, windows = _WIDTH, (HOUR, DAY)
+    grown = _Ring(width, windows, MARGIN)
+    full = _Ring(width, windows, MARGIN, _initial=10**9)
+    layouts = []
+    now = 0.0
+    for gap, events in [(5.0, 720), (HOUR, 6), (2.0, 7200), (HOUR, 30)]:
+        for _ in range(events):
+            now += gap
+            for ring in (grown, full):
+                ring.expire(now, 1)
+                ring.expire(now, 0)
+                ring.add(now)
+            same(grown, full, 2, FULL_OWN)
+        layouts.append(grown._sparse)
+    assert layouts == [False, True, False, True]
+    assert grown.nbytes() < full.nbytes()
+
+
 # Ops, with times as fractions of the longest window (so every ring grows to its largest):
 # ("add", dt) moves the clock on and counts an event, expiring every window first as HookState
 # does; ("expire", dt, k, back) moves the clock on and expires window k, crediting from
 # ``back`` buckets before now; ("ask", need, k, back) asks when ``need`` events will leave.
 ADD = st.tuples(
-    st.just("add"), st.one_of(st.floats(0, 0.005), st.floats(0, 0.1), st.floats(0, 0.6))
+    st.just("add"),
+    st.one_of(st.floats(0, 0.005), st.floats(0, 0.1), st.floats(0, 0.6), st.floats(0, 0.0001)),
 )
+#: A burst: many events close together (a ring turns dense), after which quiet ones turn it
+#: sparse again.
+BURST = st.integers(1, 600).map(lambda n: ("burst", n))
 EXPIRE = st.tuples(st.just("expire"), st.floats(0, 0.5), st.integers(0, 1), st.integers(-1, 6000))
 ASK = st.tuples(st.just("ask"), st.integers(-1, 50), st.integers(0, 1), st.integers(-1, 6000))
 CLEAR = st.tuples(st.just("clear"))
-OPS = st.lists(st.one_of(ADD, ADD, ADD, ADD, EXPIRE, ASK, CLEAR), max_size=150)
+OPS = st.lists(st.one_of(ADD, ADD, ADD, ADD, BURST, EXPIRE, ASK, CLEAR), max_size=150)
 
 
 def same(grown: _Ring, full: _Ring, windows: int, full_bytes: int) -> None:
@@ -160,12 +220,14 @@ def test_growing_keeps_every_answer_of_a_full_ring(
     assert full.nbytes() == full_bytes
     now = start
     for op in ops:
-        if op[0] == "add":
-            now += op[1] * windows[1]
-            for k in range(len(windows)):
-                assert grown.expire(now, k) == full.expire(now, k)
-            grown.add(now)
-            full.add(now)
+        if op[0] in ("add", "burst"):
+            steps = [op[1] * windows[1]] if op[0] == "add" else [width * 0.9] * op[1]
+            for step in steps:
+                now += step
+                for k in range(len(windows)):
+                    assert grown.expire(now, k) == full.expire(now, k)
+                grown.add(now)
+                full.add(now)
         elif op[0] == "expire":
             now += op[1] * windows[1]
             credit_from = None if op[3] < 0 else grown.index(now) - op[3]
@@ -178,3 +240,48 @@ def test_growing_keeps_every_answer_of_a_full_ring(
             grown.clear()
             full.clear()
         same(grown, full, len(windows), full_bytes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(config=st.sampled_from(CONFIGS), ops=OPS, start=st.floats(0, 10**6))
+def test_no_window_ever_counts_fewer_than_the_service(
+    config: tuple[float, tuple[float, float], float], ops: list[tuple[Any, ...]], start: float
+) -> None:
+    """Against every event's own time: the never-under-count guarantee, in either layout.
+
+    The service counts an event at ``t`` in a sliding window of ``W`` until ``t + W``, and in
+    a fixed one until the window's end; the ring must count it at least that long (and at most
+    one bucket and the margin longer), and must never say that requests will have left by a
+    time at which the service still counts them.
+    """
+    width, windows, margin = config
+    ring = _Ring(width, windows, margin)
+    events: list[float] = []
+    now = start
+    for op in ops:
+        if op[0] in ("add", "burst"):
+            steps = [op[1] * windows[1]] if op[0] == "add" else [width * 0.9] * op[1]
+            for step in steps:
+                now += step
+                for k in range(len(windows)):
+                    ring.expire(now, k)
+                ring.add(now)
+                events.append(now)
+        elif op[0] == "expire":
+            now += op[1] * windows[1]
+        elif op[0] == "ask":
+            k, need = op[2], op[1]
+            ring.expire(now, k)
+            when = ring.release_time(k, need)
+            if need > 0 and when != float("inf"):
+                # By then the service counts no more than what the ring will still count.
+                assert sum(t + windows[k] > when for t in events) <= ring.totals[k] - need
+        else:
+            ring.clear()
+            events = []
+        for k, window in enumerate(windows):
+            ring.expire(now, k)
+            sliding = sum(t + window > now for t in events)
+            fixed = sum(t >= now // window * window for t in events)
+            assert ring.totals[k] >= sliding >= fixed
+            assert ring.totals[k] <= sum(t + window + margin + width >= now for t in events)
