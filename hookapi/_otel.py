@@ -417,8 +417,11 @@ class Attempts:
 
 
 def _error_type(exc: BaseException) -> str:
-    """``error.type`` as the conventions ask: the status code, else the exception's class."""
-    if isinstance(exc, APIStatusError):
+    """``error.type`` as the conventions ask: the status code, else the exception's class.
+
+    A local refusal has a 429 status but never left: its class says so, not a status.
+    """
+    if isinstance(exc, APIStatusError) and not (isinstance(exc, RateLimitError) and exc.local):
         return str(exc.status_code)
     cls = type(exc)
     module = "hookapi" if isinstance(exc, HookAPIError) else cls.__module__
