@@ -32,6 +32,7 @@ from hookapi import (
     APIConnectionError,
     AsyncHookClient,
     BadRequestError,
+    HookClient,
     InvalidInputError,
     Outbox,
     RateLimitError,
@@ -352,6 +353,76 @@ async def test_outbox_dead_letters_are_counted(
     otel.assert_no_secret(secret)
 
 
+async def test_metrics_alone_report_without_a_tracer(otel: Telemetry) -> None:
+    emulator = Emulator(per_hour=1000, per_day=100_000)
+    hook = emulator.create_hook("Bots")
+    client = emulator_client(emulator, hook, meter_provider=otel.meter_provider)
+    async with Outbox(client) as outbox:
+        await (await outbox.put("hello")).wait()
+    await client.post_message("again")
+    assert otel.finished() == []
+    [point] = points(otel.metrics()["http.client.request.duration"])
+    assert point.count == 2
+    assert point.attributes["http.response.status_code"] == 200
+
+
+async def test_traces_alone_report_without_a_meter(
+    router: respx.MockRouter,
+    make_client: ClientFactory,
+    message_url: str,
+    otel: Telemetry,
+    secret: str,
+) -> None:
+    router.post(message_url).mock(return_value=httpx.Response(400, json={"error": "bad"}))
+    client = make_client(tracer_provider=otel.tracer_provider)
+    async with client, Outbox(client) as outbox:
+        with pytest.raises(BadRequestError):
+            await (await outbox.put("hello")).wait()
+    assert {span.name for span in otel.finished()} == {
+        "hookapi.outbox.deliver",
+        "hookapi.post_message",
+        "POST",
+    }
+    assert otel.reader.get_metrics_data() is None or otel.metrics() == {}
+    otel.assert_no_secret(secret)
+
+
+class _NoWeakref:
+    """A meter provider that takes no weak reference (one with ``__slots__``, say)."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: MeterProvider) -> None:
+        self._inner = inner
+
+    def get_meter(self, name: str, version: str | None = None) -> Any:
+        return self._inner.get_meter(name, version)
+
+
+async def test_a_provider_without_weak_references_still_gets_its_metrics(
+    router: respx.MockRouter, make_client: ClientFactory, message_url: str, otel: Telemetry
+) -> None:
+    router.post(message_url).mock(return_value=httpx.Response(200, text="ok"))
+    async with make_client(meter_provider=_NoWeakref(otel.meter_provider)) as client:
+        await client.post_message("hi")
+    [point] = points(otel.metrics()["http.client.request.duration"])
+    assert point.count == 1
+
+
+def test_the_sync_client_reports_too(
+    router: respx.MockRouter, secret: str, message_url: str, otel: Telemetry
+) -> None:
+    router.post(message_url).mock(return_value=httpx.Response(200, text="ok"))
+    with HookClient.from_url(
+        message_url.removesuffix("/message"),
+        transport=httpx.MockTransport(router.async_handler),
+        tracer_provider=otel.tracer_provider,
+    ) as client:
+        client.post_message("hi")
+    assert sorted(span.name for span in otel.finished()) == ["POST", "hookapi.post_message"]
+    otel.assert_no_secret(secret)
+
+
 async def test_with_no_provider_anywhere_the_client_reports_nothing(
     router: respx.MockRouter, make_client: ClientFactory, message_url: str
 ) -> None:
@@ -387,7 +458,9 @@ def test_the_global_providers_are_used_when_none_is_passed() -> None:
     out = _run(
         """
         import anyio
-        from opentelemetry import trace
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -400,11 +473,16 @@ def test_the_global_providers_are_used_when_none_is_passed() -> None:
         emulator = Emulator()
         client = make_client(emulator, emulator.create_hook())  # built before the SDK is set
         trace.set_tracer_provider(provider)
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
         anyio.run(client.post_message, "hi")
         print(sorted(span.name for span in spans.get_finished_spans()))
+        data = reader.get_metrics_data()
+        names = {m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
+        print("http.client.request.duration" in names)
         """
     )
-    assert out.strip() == "['POST', 'hookapi.post_message']"
+    assert out.split() == ["['POST',", "'hookapi.post_message']", "True"]
 
 
 def test_hookapi_imports_and_posts_without_opentelemetry() -> None:
