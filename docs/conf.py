@@ -28,7 +28,13 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_attr_annotations = True
 # The TLS options' aliases link to their entries in the reference instead of spelling out the union.
-autodoc_type_aliases = {"VerifyTypes": "hookapi.VerifyTypes", "CertTypes": "hookapi.CertTypes"}
+autodoc_type_aliases = {
+    "VerifyTypes": "hookapi.VerifyTypes",
+    "CertTypes": "hookapi.CertTypes",
+    # The OpenTelemetry options name the API's provider classes (imported for type checking only).
+    "TracerProvider": "opentelemetry.trace.TracerProvider",
+    "MeterProvider": "opentelemetry.metrics.MeterProvider",
+}
 
 html_theme = "furo"
 html_title = f"hookapi {release}"
@@ -38,10 +44,13 @@ html_title = f"hookapi {release}"
 nitpick_ignore_regex = [
     (
         "py:class",
-        r"(httpx|redis|collections\.abc|contextlib|datetime|enum|asyncio|ssl|os|starlette|fastapi)\..*",
+        r"(httpx|redis|collections\.abc|contextlib|datetime|enum|asyncio|ssl|os|starlette|fastapi"
+        r"|opentelemetry)\..*",
     ),
     ("py:class", r"datetime"),  # the standard library's, as an annotation names it
     ("py:class", r"_asyncio\..*"),  # asyncio's C classes, as their annotations name them
+    # OpenTelemetry's providers where autodoc shows an annotation as written (no alias applied).
+    ("py:class", r"(TracerProvider|MeterProvider)"),
     ("py:class", r"hookapi\.fastapi\._App"),
     ("py:class", r"hookapi\.testing\._loop\._T"),
     ("py:exc", r"httpx\..*"),

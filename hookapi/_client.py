@@ -45,6 +45,7 @@ from ._http import (
     sanitized_chain,
     tls_context,
 )
+from ._otel import Attempts, Instrumentation, check_providers, instrumentation
 from ._quota import (
     HookKey,
     QuotaStore,
@@ -68,6 +69,9 @@ from ._version import __version__
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
+
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
     from ._http import CertTypes, VerifyTypes
 
@@ -116,6 +120,8 @@ class ClientOptions(TypedDict, total=False):
     verify: VerifyTypes
     cert: CertTypes | None
     quota: QuotaStore | None
+    tracer_provider: TracerProvider | None
+    meter_provider: MeterProvider | None
 
 
 class AsyncHookClient:
@@ -158,6 +164,11 @@ class AsyncHookClient:
         quota: Where the hook's quota is kept (a :class:`~hookapi.QuotaStore`); default: the
             process's shared :class:`~hookapi.MemoryQuota`. Pass a shared store to pace
             several processes on one hook together.
+        tracer_provider: Where the client's OpenTelemetry spans go (the ``otel`` extra);
+            default: the global provider, if one is set by the client's first post.
+        meter_provider: Where the client's OpenTelemetry metrics go; default: the global
+            provider, if one is set by the client's first post. With neither, and no global
+            one, the client reports nothing and costs nothing (:doc:`observability`).
 
     Example:
         >>> import anyio, hookapi
@@ -167,8 +178,11 @@ class AsyncHookClient:
         ...         print(result.rate_limit)
     """
 
+    _telemetry: Instrumentation | None = None
+    _providers: tuple[TracerProvider | None, MeterProvider | None] | None
+
     @builds
-    def __init__(
+    def __init__(  # noqa: PLR0915  (one check per option, each where the option is used)
         self,
         *,
         hook_id: str,
@@ -185,6 +199,8 @@ class AsyncHookClient:
         verify: VerifyTypes = True,
         cert: CertTypes | None = None,
         quota: QuotaStore | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._hook_id = check_hook_id(hook_id)
         try:
@@ -249,6 +265,8 @@ class AsyncHookClient:
         # A closure, not attributes: what it hides shows in no repr and no frame's locals.
         self._hide = _hider(self._secret, proxy_url)
         self._quota = quota if quota is not None else default_store()
+        # What the client reports through is looked up at its first post, once.
+        self._providers = check_providers(tracer_provider, meter_provider)
         key = HookKey(base_url=str(self._base_url).rstrip("/"), hook_id=self._hook_id)
         self._transport = RateLimitTransport(
             transport,
@@ -417,14 +435,43 @@ class AsyncHookClient:
             raise ClientClosedError("This AsyncHookClient is closed; create a new one.")
         if self._loop is None:
             self._loop = current_loop()
+            self._telemetry = self._instrumentation()
         elif (mismatch := loop_mismatch("AsyncHookClient", self._loop)) is not None:
             raise WrongEventLoopError(mismatch)
+        if self._telemetry is None:
+            return await self._post(text, timeout, deadline, None)
+        return await self._telemetry.post(
+            lambda attempts: self._post(text, timeout, deadline, attempts)
+        )
+
+    def _instrumentation(self) -> Instrumentation | None:
+        """The OpenTelemetry reporting of this client, looked up once (``None``: none)."""
+        if self._providers is not None:
+            tracer_provider, meter_provider = self._providers
+            self._providers = None
+            self._telemetry = instrumentation(
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
+                url=self._url,
+                url_full=self._url_text,
+                hook_id=self._hook_id,
+                hide=self._hide,
+            )
+        return self._telemetry
+
+    async def _post(
+        self,
+        text: str,
+        timeout: float | None,  # noqa: ASYNC109  (post_message's, passed on)
+        deadline: float | None,
+        trace: Attempts | None,
+    ) -> PostResult:
         body = encode_message(text)
         attempt_timeout = self._timeout if timeout is None else check_timeout("timeout", timeout)
         total = self._retry.deadline if deadline is None else check_timeout("deadline", deadline)
         started = anyio.current_time()
         deadline_at = started + total
-        call = _Call(self, body, attempt_timeout, deadline_at)
+        call = _Call(self, body, attempt_timeout, deadline_at, trace)
         with anyio.CancelScope(deadline=deadline_at) as scope:
             response = await call_with_retries(
                 self._retry, call.attempt, deadline_at=deadline_at, what=f"POST {self._url_text}"
@@ -470,6 +517,8 @@ class AsyncHookClient:
             },
         )
         call.extensions = request.extensions
+        if call.trace is not None:
+            call.trace.start(request.extensions, call.sent)
         failure: httpx.TransportError | QuotaWaitTooLong
         try:
             response = await self._transport.handle_async_request(request)
@@ -600,10 +649,27 @@ class AsyncHookClient:
 class _Call:
     """The state of one post_message call, shared by its attempts."""
 
-    __slots__ = ("attempts", "body", "client", "deadline_at", "extensions", "sent", "timeout")
+    __slots__ = (
+        "attempts",
+        "body",
+        "client",
+        "deadline_at",
+        "extensions",
+        "sent",
+        "timeout",
+        "trace",
+    )
 
-    def __init__(self, client: AsyncHookClient, body: bytes, timeout: float, deadline_at: float):
+    def __init__(
+        self,
+        client: AsyncHookClient,
+        body: bytes,
+        timeout: float,
+        deadline_at: float,
+        trace: Attempts | None,
+    ):
         self.client = client
+        self.trace = trace
         self.body = body
         self.timeout = timeout
         self.deadline_at = deadline_at
@@ -624,8 +690,12 @@ class _Call:
             self.sent += self.sending()
             exc.attempts = self.sent
             self.extensions = {}
+            if self.trace is not None:
+                self.trace.failed(exc)
             raise
         self.sent += self.sending()
+        if self.trace is not None:
+            self.trace.answered(response.status_code, response.extensions.get(RATE_LIMIT_EXTENSION))
         return response
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "ATTEMPT_EXTENSION",
     "ATTEMPT_OVER",
     "DEADLINE_EXTENSION",
+    "QUOTA_PASSED_EXTENSION",
     "QUOTA_WAIT_EXTENSION",
     "RATE_LIMIT_EXTENSION",
     "SENDING_EXTENSION",
@@ -62,6 +63,9 @@ WRITE_EXTENSION = "hookapi.on_write"
 #: while it waits for the quota and after a wait that ended in an error or a cancellation (so
 #: a deadline that ends there is a quota refusal).
 QUOTA_WAIT_EXTENSION = "hookapi.quota_wait"
+#: Request extension: an optional zero-argument callable called once the quota let the request
+#: go, before it is handed to the inner transport (where tracing starts the attempt's span).
+QUOTA_PASSED_EXTENSION = "hookapi.quota_passed"
 #: Response extension: the :class:`RateLimit` parsed from the answer (or ``None``).
 RATE_LIMIT_EXTENSION = "hookapi.rate_limit"
 
@@ -181,6 +185,8 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
         extensions[QUOTA_WAIT_EXTENSION] = gate
         reservation = await gate.acquire(deadline=deadline)
         del extensions[QUOTA_WAIT_EXTENSION]
+        if (passed := extensions.get(QUOTA_PASSED_EXTENSION)) is not None:
+            passed()
         if self._signals_write:
             extensions[WRITE_EXTENSION] = _OnWrite(extensions)
         else:

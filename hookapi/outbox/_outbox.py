@@ -47,6 +47,10 @@ from ._stores import MemoryStore, OutboxStore, StoredMessage, StoredState, Store
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from opentelemetry.trace import Link
+
+    from .._otel import Instrumentation
+
 __all__ = ["Outbox"]
 
 logger = logging.getLogger("hookapi")
@@ -158,6 +162,9 @@ class Outbox:
         # Outcomes the store failed to record (a full disk): id -> new state, None to remove.
         self._unrecorded: dict[int, tuple[StoredState | None, str | None]] = {}
         self._label = f"outbox of {client.url}"
+        # OpenTelemetry, when configured: the span each message was put in, to link its delivery.
+        self._telemetry: Instrumentation | None = None
+        self._links: dict[int, Link | None] = {}
 
     def __repr__(self) -> str:
         return (
@@ -210,6 +217,9 @@ class Outbox:
     async def __aenter__(self) -> Self:
         if self._phase != "new":
             raise OutboxClosedError("This Outbox has already run; create a new one.")
+        self._telemetry = self._client._instrumentation()
+        if self._telemetry is not None:
+            self._telemetry.watch_outbox(self, Outbox._depth)
         if isinstance(self._store, SQLiteStore):
             # The file remembers its hook, so that its messages never go to another one.
             rows = await self._store.open(hook=self._client.url)
@@ -433,9 +443,15 @@ class Outbox:
                 # Shielded: once the store has committed the message, it must reach the queue.
                 with anyio.CancelScope(shield=True):
                     receipt = await self._accept(text, ttl)
+        if self._telemetry is not None:
+            self._links[receipt.id] = self._telemetry.link()
         self._log_state(receipt)
         self._notify()
         return receipt
+
+    def _depth(self) -> int:
+        """Messages held and not delivered yet (queued or being sent)."""
+        return len(self._queue) + len(self._sending)
 
     async def _accept(self, text: str, ttl: float | None) -> Receipt:
         now = anyio.current_time()
@@ -489,8 +505,15 @@ class Outbox:
     async def _deliver(self, receipt: Receipt) -> None:
         """Post one message until it is delivered, given up, or handed back (pause, cancel)."""
         settled = paused = False
+        telemetry = self._telemetry
         try:
-            settled = await self._attempt_all(receipt)
+            if telemetry is None:
+                settled = await self._attempt_all(receipt)
+            else:
+                with telemetry.delivering(self._links.get(receipt.id), receipt.id):
+                    settled = await self._attempt_all(receipt)
+            if settled:
+                self._links.pop(receipt.id, None)
             paused = not settled
         finally:
             if not settled:
@@ -585,6 +608,8 @@ class Outbox:
             id=receipt.id, text=receipt.text, state=state, reason=reason, error=error
         )
         receipt._settle(state, error=error)
+        if self._telemetry is not None:
+            self._telemetry.dead_letter()
         logger.warning(
             "hookapi: %s: message %d is a dead letter (%s): %s",
             self._label,
@@ -604,6 +629,7 @@ class Outbox:
     async def _drop(self, receipt: Receipt, why: str) -> None:
         await self._record(receipt.id, None)
         receipt._settle(ReceiptState.DROPPED, error=dropped_error(receipt, why))
+        self._links.pop(receipt.id, None)
         logger.warning(
             "hookapi: %s: message %d dropped: %s",
             self._label,
