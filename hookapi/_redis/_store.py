@@ -1,7 +1,9 @@
 """:class:`RedisQuota`: one hook's quota shared by every process and machine through Redis.
 
-Each decision (reserve, refund, settle) is one Lua script run atomically by Redis on the time
-Redis reads from its own clock, so processes on machines with skewed clocks agree. A process
+Each decision is one Lua script run atomically by Redis on the time Redis reads from its own
+clock, so processes on machines with skewed clocks agree. A post costs one round trip: the
+refunds and settles of a process ride with its next reservation (or go on their own when none
+follows within ``END_DELAY``). A process
 asks Redis only for the caller at the head of its own queue (the client's), and Redis serves
 the waiting processes in rounds, so that none starves. When Redis is down or slow, the store
 paces from a process-local view (``on_unavailable="local"``) or refuses to send (``"raise"``).
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import math
 import sys
@@ -33,7 +36,7 @@ from .._quota import (
     RateLimit,
     Reservation,
 )
-from ._scripts import BUDGET, KEY_NAMES, RELEASE, RESERVE, SETTLE
+from ._scripts import BUDGET, END, KEY_NAMES, RESERVE
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -52,6 +55,10 @@ RECONNECT_INTERVAL: Final = 1.0
 POLL_INTERVAL: Final = 0.005
 #: Real seconds a waiting process keeps its place in the queue past the time it was told.
 QUEUE_GRACE: Final = 0.25
+#: Real seconds a refund or settle waits for the process's next reservation to carry it to
+#: Redis before it goes on its own: long enough for a busy process's next post, short enough
+#: that the fleet sees a slot come back at once.
+END_DELAY: Final = 0.002
 _EXTRA = "RedisQuota needs redis-py: install the redis extra (pip install 'hookapi[redis]')."
 _ASYNCIO_ONLY = (
     "RedisQuota runs on asyncio only: redis-py's client is asyncio-only. On trio, use the "
@@ -193,6 +200,7 @@ class RedisQuota:
             self._policy.margin,
             "" if probe is None else probe,
             self._policy.max_probe_interval,
+            self._policy.max_refused_probes_per_hour,
         ]
         # The in-memory store it paces from while Redis is unavailable (its own, not the
         # process's default: its state shadows only what went through this store).
@@ -243,14 +251,20 @@ class RedisQuota:
                 client = self._given
             else:
                 import redis.asyncio  # noqa: PLC0415
+                from redis.asyncio.retry import Retry  # noqa: PLC0415
+                from redis.backoff import NoBackoff  # noqa: PLC0415
 
                 assert self._url is not None
-                # redis-py times its sockets on the loop's clock: the same bound as ours.
+                # redis-py times its sockets on the loop's clock: the same bound as ours, with
+                # no retry (its backoff would outlast it), so no timer of ours is needed.
                 bound = REDIS_TIMEOUT * self._scale
                 client = redis.asyncio.Redis.from_url(
-                    self._url, socket_timeout=bound, socket_connect_timeout=bound
+                    self._url,
+                    socket_timeout=bound,
+                    socket_connect_timeout=bound,
+                    retry=Retry(NoBackoff(), 0),
                 )
-            here = self._loops[loop] = _PerLoop(client)
+            here = self._loops[loop] = _PerLoop(client, bounded=self._given is None)
         return here
 
     async def _call(self, name: str, text: str, keys: list[str], args: list[str | float]) -> Any:
@@ -263,8 +277,12 @@ class RedisQuota:
             # Loaded once by SHA; redis-py loads it again when Redis answers NOSCRIPT.
             script = here.scripts[name] = here.client.register_script(text)
         try:
-            with anyio.fail_after(REDIS_TIMEOUT * self._scale):
+            if here.bounded:
                 reply = await script(keys=keys, args=[*self._common, *args])
+            else:
+                # A client passed in keeps its owner's timeouts and retries: bound it here.
+                with anyio.fail_after(REDIS_TIMEOUT * self._scale):
+                    reply = await script(keys=keys, args=[*self._common, *args])
         except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
             # Drop every pooled connection: after a restart, an idle one would fail once more.
             with anyio.move_on_after(REDIS_TIMEOUT * self._scale), contextlib.suppress(Exception):
@@ -374,10 +392,12 @@ def _running_trio() -> bool:
 class _PerLoop:
     """What a store keeps per event loop: its Redis client, loaded scripts and hooks."""
 
-    __slots__ = ("client", "hooks", "scripts")
+    __slots__ = ("bounded", "client", "hooks", "scripts")
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, *, bounded: bool) -> None:
         self.client = client
+        # Whether the client's own socket timeouts bound every call (the client it made).
+        self.bounded = bounded
         self.scripts: dict[str, AsyncScript] = {}
         self.hooks: dict[HookKey, _RedisHook] = {}
 
@@ -418,10 +438,17 @@ class _RedisHook:
         self.keys = hook_keys(store._prefix, key)
         # This process's place in the fleet's queue (only its head caller ever asks).
         self._waiter = uuid.uuid4().hex
+        # Reservation names: unique in the fleet from this random prefix and a counter.
+        self._tag = self._waiter[:16] + "."
+        self._names = itertools.count()
         self._local = local
         self._scale = store._scale
-        # Refunds and settles on their way to Redis: the caller never waits for them (a shielded
-        # wait could outlast its deadline); the next reservation does.
+        # Refunds and settles on their way to Redis, in order: the caller never waits for them
+        # (a shielded wait could outlast its deadline); the next reservation carries them, or
+        # the timer sends them on their own once the oldest has waited END_DELAY.
+        self._ends: list[_End] = []
+        self._oldest = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -430,7 +457,6 @@ class _RedisHook:
     async def reserve(self) -> Reservation | NotNow:
         """Take a slot in Redis, or say when to ask again; the local view when Redis is down."""
         store = self._store
-        await self.flush()
         if store._use_local():
             return await self._reserve_locally()
         # Used by Redis only if it lost the hook (a restart): then this process's view is
@@ -447,6 +473,9 @@ class _RedisHook:
                 else:  # a probe the local view would send: not now, it is Redis's turn
                     await self._local.refund(ahead)
         scale = self._scale
+        name = self._tag + str(next(self._names))
+        ends = self._ends
+        self._ends = []
         args: list[str | float] = [
             self._waiter,
             store._lease,
@@ -454,16 +483,22 @@ class _RedisHook:
             QUEUE_GRACE * scale,
             seed,
             holds,
-            name := uuid.uuid4().hex,
+            name,
+            len(ends),
         ]
+        for end in ends:
+            args.extend(end)
         try:
             reply = await store._call("reserve", RESERVE, self.keys, args)
         except _Unavailable:
             return await self._reserve_locally()
-        except anyio.get_cancelled_exc_class():
-            # Cancelled after Redis may have booked it: the caller never gets the reservation,
-            # so it goes back (a no-op if it was never booked).
-            self._send("release", RELEASE, [name, "0", "0"])
+        except asyncio.CancelledError:
+            # Cancelled after Redis may have booked it and ended the others: it goes back (a
+            # no-op if it was never booked), and the others go again, each applied only if
+            # it is still in flight (so never twice).
+            self._end_later(("refund", name, "0", "0"))
+            for end in ends:
+                self._end_later(_guarded(end))
             raise
         if int(reply[0]) == 1:
             shadow = await self._local.reserve()
@@ -501,7 +536,7 @@ class _RedisHook:
         assert isinstance(token, _Shared)
         if token.shadow is not None:
             await self._local.refund(token.shadow)
-        self._send("release", RELEASE, [token.name, "0", token.started])
+        self._end_later(("refund", token.name, "0", token.started))
 
     async def settle(self, reservation: Reservation, answer: QuotaAnswer | None) -> None:
         """Count the request, and learn from the service's answer when there is one."""
@@ -513,38 +548,76 @@ class _RedisHook:
         if token.shadow is not None:
             await self._local.settle(token.shadow, answer)
         if answer is None:
-            self._send("release", RELEASE, [token.name, "1", token.started])
+            self._end_later(("lost", token.name, "0", token.started))
             return
         limit = answer.rate_limit or RateLimit()
-        args: list[str | float] = [
-            token.seq,
-            token.before,
-            "1" if answer.refused else "0",
-            _number(answer.retry_after),
-            _number(limit.per_hour),
-            _number(limit.per_day),
-            _number(limit.remaining),
-            token.started,
-            token.name,
-            self._store._policy.max_refused_probes_per_hour,
-        ]
-        self._send("settle", SETTLE, args)
+        self._end_later(
+            (
+                "settle",
+                token.name,
+                "0",
+                token.started,
+                token.seq,
+                token.before,
+                "1" if answer.refused else "0",
+                _number(answer.retry_after),
+                _number(limit.per_hour),
+                _number(limit.per_day),
+                _number(limit.remaining),
+            )
+        )
 
-    def _send(self, name: str, text: str, args: list[str | float]) -> None:
-        task = asyncio.get_running_loop().create_task(self._end(name, text, args))
+    def _end_later(self, end: _End) -> None:
+        """Queue one end for the next reservation, and make sure it goes soon without one."""
+        loop = asyncio.get_running_loop()
+        if not self._ends:
+            self._oldest = loop.time()
+        self._ends.append(end)
+        if self._timer is None:
+            self._timer = loop.call_later(END_DELAY * self._scale, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if not self._ends:
+            return
+        loop = asyncio.get_running_loop()
+        left = self._oldest + END_DELAY * self._scale - loop.time()
+        if left > 0:  # a reservation carried the older ones: these are young still
+            self._timer = loop.call_later(left, self._due)
+            return
+        task = loop.create_task(self._send_ends())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _end(self, name: str, text: str, args: list[str | float]) -> None:
-        # Never raises: the request has been decided already, and an error here could make
-        # a caller send again a message that was posted. A lost update expires with its lease.
-        with contextlib.suppress(_Unavailable, QuotaUnavailableError):
-            await self._store._call(name, text, self.keys, args)
+    async def _send_ends(self) -> None:
+        """Send the queued ends on their own. Never raises (but a cancellation).
+
+        The requests have been decided already, and an error here could make a caller send
+        again a message that was posted. A lost end expires with its lease.
+        """
+        ends = self._ends
+        if not ends:
+            return
+        self._ends = []
+        args: list[str | float] = [len(ends)]
+        for end in ends:
+            args.extend(end)
+        try:
+            await self._store._call("end", END, self.keys, args)
+        except (_Unavailable, QuotaUnavailableError):
+            pass
+        except asyncio.CancelledError:
+            for end in ends:
+                self._end_later(_guarded(end))
+            raise
 
     async def flush(self) -> None:
         """Wait until every refund and settle of this process has reached Redis (or failed)."""
-        while self._pending:
-            await asyncio.wait(set(self._pending))
+        while self._ends or self._pending:
+            if self._ends:
+                await self._send_ends()
+            if self._pending:
+                await asyncio.wait(set(self._pending))
 
     async def budget(self) -> float:
         """Requests that may start now, by Redis's count (the local view's while it is down)."""
@@ -556,3 +629,13 @@ class _RedisHook:
         except (_Unavailable, QuotaUnavailableError):
             return await self._local.budget()
         return float(reply)
+
+
+#: How one reservation ends, as the scripts read it (see ``_ends.lua``): kind, name, guarded,
+#: when it was reserved, and for a settle what the service answered.
+_End = tuple[str | float, ...]
+
+
+def _guarded(end: _End) -> _End:
+    """The same end, applied only if its reservation is still in flight (a second attempt)."""
+    return (end[0], end[1], "1", *end[3:])
