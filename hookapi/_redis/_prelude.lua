@@ -215,17 +215,17 @@ local function recovery(flying)
 end
 
 local function save()
-  local put, del = {}, {}
-  for name, _ in pairs(dirty) do
-    if st[name] == nil then del[#del + 1] = name
-    else put[#put + 1] = name; put[#put + 1] = string.format('%.17g', st[name]) end
-  end
   -- Every key lives a day and an hour past the fleet's last use, in real milliseconds (the
   -- refusals only an hour past the last one: older ones no longer count). The fleet refreshes
   -- them about once a minute (a hundredth of their life on a faster clock), not on every call;
   -- a key a write may have created gets its TTL at once.
   local refresh = now >= (st.ttl or -1)
   if refresh then set('ttl', now + math.min(60 * scale, (DAY + HOUR) / 100)) end
+  local put, del = {}, {}
+  for name, _ in pairs(dirty) do
+    if st[name] == nil then del[#del + 1] = name
+    else put[#put + 1] = name; put[#put + 1] = string.format('%.17g', st[name]) end
+  end
   if #put > 0 and redis.call('HSET', S, unpack(put)) > 0 then touch(S) end
   if #del > 0 then redis.call('HDEL', S, unpack(del)) end
   local ttl = math.ceil((DAY + HOUR) / scale * 1000)

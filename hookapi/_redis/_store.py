@@ -112,6 +112,11 @@ def _number(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+def _arg(value: float | str) -> bytes:
+    """A script argument that never changes, encoded once."""
+    return (value if isinstance(value, str) else repr(float(value))).encode()
+
+
 class RedisQuota:
     """A quota store in Redis: every process posting through one hook shares one quota.
 
@@ -195,12 +200,13 @@ class RedisQuota:
         self._lease = _check_seconds("lease", lease)
         self._policy = policy or QuotaPolicy()
         probe = self._policy.probe_interval
-        self._common: list[str | float] = [
-            self._scale,
-            self._policy.margin,
-            "" if probe is None else probe,
-            self._policy.max_probe_interval,
-            self._policy.max_refused_probes_per_hour,
+        # Arguments of every call, encoded once (redis-py passes bytes on as they are).
+        self._common: list[bytes] = [
+            _arg(self._scale),
+            _arg(self._policy.margin),
+            b"" if probe is None else _arg(probe),
+            _arg(self._policy.max_probe_interval),
+            _arg(self._policy.max_refused_probes_per_hour),
         ]
         # The in-memory store it paces from while Redis is unavailable (its own, not the
         # process's default: its state shadows only what went through this store).
@@ -267,7 +273,7 @@ class RedisQuota:
             here = self._loops[loop] = _PerLoop(client, bounded=self._given is None)
         return here
 
-    async def _call(self, name: str, text: str, keys: list[str], args: list[str | float]) -> Any:
+    async def _call(self, name: str, text: str, keys: list[bytes], args: list[bytes | str]) -> Any:
         """Run one script, bounded by the Redis timeout; raise ``_Unavailable`` on failure."""
         import redis.exceptions  # noqa: PLC0415
 
@@ -336,11 +342,12 @@ class RedisQuota:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover - only reachable outside any loop
             return
-        here = self._loops.pop(loop, None)
+        here = self._loops.get(loop)
         if here is None:
             return
         for hook in here.hooks.values():
-            await hook.flush()
+            await hook.flush()  # on this loop's client: forgotten only after
+        del self._loops[loop]
         if self._given is None:
             await here.client.aclose()
 
@@ -407,18 +414,15 @@ class _Unavailable(Exception):
 
 
 class _Shared:
-    """A reservation booked in Redis, and its shadow in the local view."""
+    """A reservation booked in Redis."""
 
-    __slots__ = ("before", "name", "seq", "shadow", "started")
+    __slots__ = ("before", "name", "seq", "started")
 
-    def __init__(
-        self, name: str, seq: str, before: str, started: str, shadow: Reservation | None
-    ) -> None:
+    def __init__(self, name: str, seq: str, before: str, started: str) -> None:
         self.name = name
         self.seq = seq
         self.before = before
         self.started = started
-        self.shadow = shadow
 
 
 class _Local:
@@ -436,13 +440,30 @@ class _RedisHook:
     def __init__(self, store: RedisQuota, key: HookKey, local: HookQuota) -> None:
         self._store = store
         self.keys = hook_keys(store._prefix, key)
+        self._keys = [name.encode() for name in self.keys]  # encoded once, for every call
         # This process's place in the fleet's queue (only its head caller ever asks).
         self._waiter = uuid.uuid4().hex
         # Reservation names: unique in the fleet from this random prefix and a counter.
         self._tag = self._waiter[:16] + "."
         self._names = itertools.count()
+        # The local view it paces from while Redis is unavailable. Kept lazily: while Redis
+        # answers, only the last answer and the count of shared reservations in flight; the
+        # view learns them when Redis first fails (it is then "primed"), and each shared
+        # reservation still in flight then holds a slot of it until it ends.
         self._local = local
+        self._primed = False
+        self._last: QuotaAnswer | None = None
+        self._flying = 0
+        self._stand_ins: list[Reservation] = []
         self._scale = store._scale
+        scale = store._scale
+        # What every reservation of this process passes: waiter, lease, poll, queue grace.
+        self._constant = [
+            _arg(self._waiter),
+            _arg(store._lease),
+            _arg(POLL_INTERVAL * scale),
+            _arg(QUEUE_GRACE * scale),
+        ]
         # Refunds and settles on their way to Redis, in order: the caller never waits for them
         # (a shielded wait could outlast its deadline); the next reservation carries them, or
         # the timer sends them on their own once the oldest has waited END_DELAY.
@@ -462,7 +483,9 @@ class _RedisHook:
         # Used by Redis only if it lost the hook (a restart): then this process's view is
         # a better start than nothing.
         seed = holds = ""
-        local_budget = await self._local.budget()
+        # Once Redis has failed, this process's view is worth more than nothing if Redis lost
+        # the hook meanwhile; until then, Redis has kept it (or it has expired for good).
+        local_budget = await self._local.budget() if self._primed else math.inf
         if math.isfinite(local_budget):
             seed = repr(float(local_budget))
             if local_budget < 1:
@@ -476,39 +499,23 @@ class _RedisHook:
         name = self._tag + str(next(self._names))
         ends = self._ends
         self._ends = []
-        args: list[str | float] = [
-            self._waiter,
-            store._lease,
-            POLL_INTERVAL * scale,
-            QUEUE_GRACE * scale,
-            seed,
-            holds,
-            name,
-            len(ends),
-        ]
-        for end in ends:
-            args.extend(end)
+        args: list[bytes | str] = [*self._constant, seed, holds, name, *ends]
         try:
-            reply = await store._call("reserve", RESERVE, self.keys, args)
+            reply = await store._call("reserve", RESERVE, self._keys, args)
         except _Unavailable:
             return await self._reserve_locally()
         except asyncio.CancelledError:
             # Cancelled after Redis may have booked it and ended the others: it goes back (a
             # no-op if it was never booked), and the others go again, each applied only if
             # it is still in flight (so never twice).
-            self._end_later(("refund", name, "0", "0"))
+            self._end_later(f"refund|{name}|0|0")
             for end in ends:
                 self._end_later(_guarded(end))
             raise
         if int(reply[0]) == 1:
-            shadow = await self._local.reserve()
-            token = _Shared(
-                name,
-                reply[1].decode(),
-                reply[2].decode(),
-                reply[4].decode(),
-                shadow if isinstance(shadow, Reservation) else None,
-            )
+            self._primed = False
+            self._flying += 1
+            token = _Shared(name, reply[1].decode(), reply[2].decode(), reply[4].decode())
             return Reservation(probe=reply[3] == b"1", token=token)
         wait = reply[1].decode()
         reason = reply[2].decode()
@@ -518,7 +525,24 @@ class _RedisHook:
             return NotNow(retry_in=POLL_INTERVAL * scale, reason=reason)
         return NotNow(retry_in=float(wait), reason=reason)
 
+    async def _prime(self) -> None:
+        """Bring the local view up to what this process learnt through Redis, once per outage."""
+        if self._primed:
+            return
+        self._primed = True
+        if self._last is not None:
+            # The last answer, as if to a request of its own: an over-count by one at most.
+            learn = await self._local.reserve()
+            if isinstance(learn, Reservation):
+                await self._local.settle(learn, self._last)
+        while len(self._stand_ins) < self._flying:
+            held = await self._local.reserve()
+            if not isinstance(held, Reservation):
+                break  # the local view has no room now: it counts them no more than it can
+            self._stand_ins.append(held)
+
     async def _reserve_locally(self) -> Reservation | NotNow:
+        await self._prime()
         answer = await self._local.reserve()
         if isinstance(answer, NotNow):
             if answer.retry_in is None or answer.retry_in > RECONNECT_INTERVAL * self._scale:
@@ -534,9 +558,10 @@ class _RedisHook:
             await self._local.refund(token.inner)
             return
         assert isinstance(token, _Shared)
-        if token.shadow is not None:
-            await self._local.refund(token.shadow)
-        self._end_later(("refund", token.name, "0", token.started))
+        self._flying -= 1
+        if self._stand_ins:
+            await self._local.refund(self._stand_ins.pop())
+        self._end_later(f"refund|{token.name}|0|{token.started}")
 
     async def settle(self, reservation: Reservation, answer: QuotaAnswer | None) -> None:
         """Count the request, and learn from the service's answer when there is one."""
@@ -545,26 +570,19 @@ class _RedisHook:
             await self._local.settle(token.inner, answer)
             return
         assert isinstance(token, _Shared)
-        if token.shadow is not None:
-            await self._local.settle(token.shadow, answer)
+        self._flying -= 1
+        if self._stand_ins:
+            await self._local.settle(self._stand_ins.pop(), answer)
         if answer is None:
-            self._end_later(("lost", token.name, "0", token.started))
+            self._end_later(f"lost|{token.name}|0|{token.started}")
             return
+        if answer.rate_limit is not None or answer.refused:
+            self._last = answer
         limit = answer.rate_limit or RateLimit()
         self._end_later(
-            (
-                "settle",
-                token.name,
-                "0",
-                token.started,
-                token.seq,
-                token.before,
-                "1" if answer.refused else "0",
-                _number(answer.retry_after),
-                _number(limit.per_hour),
-                _number(limit.per_day),
-                _number(limit.remaining),
-            )
+            f"settle|{token.name}|0|{token.started}|{token.seq}|{token.before}|"
+            f"{'1' if answer.refused else '0'}|{_number(answer.retry_after)}|"
+            f"{_number(limit.per_hour)}|{_number(limit.per_day)}|{_number(limit.remaining)}"
         )
 
     def _end_later(self, end: _End) -> None:
@@ -599,11 +617,8 @@ class _RedisHook:
         if not ends:
             return
         self._ends = []
-        args: list[str | float] = [len(ends)]
-        for end in ends:
-            args.extend(end)
         try:
-            await self._store._call("end", END, self.keys, args)
+            await self._store._call("end", END, self._keys, list(ends))
         except (_Unavailable, QuotaUnavailableError):
             pass
         except asyncio.CancelledError:
@@ -623,19 +638,22 @@ class _RedisHook:
         """Requests that may start now, by Redis's count (the local view's while it is down)."""
         await self.flush()
         if self._store._use_local():
+            await self._prime()
             return await self._local.budget()
         try:
-            reply = await self._store._call("budget", BUDGET, self.keys, [])
+            reply = await self._store._call("budget", BUDGET, self._keys, [])
         except (_Unavailable, QuotaUnavailableError):
+            await self._prime()
             return await self._local.budget()
         return float(reply)
 
 
 #: How one reservation ends, as the scripts read it (see ``_ends.lua``): kind, name, guarded,
-#: when it was reserved, and for a settle what the service answered.
-_End = tuple[str | float, ...]
+#: when it was reserved, and for a settle what the service answered, joined by "|".
+_End = str
 
 
 def _guarded(end: _End) -> _End:
     """The same end, applied only if its reservation is still in flight (a second attempt)."""
-    return (end[0], end[1], "1", *end[3:])
+    kind, name, _, rest = end.split("|", 3)
+    return f"{kind}|{name}|1|{rest}"

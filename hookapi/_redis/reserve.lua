@@ -3,8 +3,8 @@
 --
 -- ARGV after the common five: waiter, lease, poll, waiter grace (quota seconds), seed budget
 -- ("" when unknown), seconds the seed holds ("": an hour), the reservation's name (chosen by
--- the caller, so that a cancelled caller can give it back), then the reservations it ends:
--- how many, and each as `end_one` reads it.
+-- the caller, so that a cancelled caller can give it back), then the reservations it ends,
+-- each as `end_one` reads it.
 -- Returns {1, reservation, settled before, probe, now} or {0, seconds to wait ("-1": never, "":
 -- ask again after the poll interval), reason}. Numbers travel as strings: Lua numbers become
 -- integers.
