@@ -57,8 +57,8 @@ local function end_one(text)
     set('rem', r - flying)
     set('stale', now + HOUR + margin)
   else
-    set('refusals', nil)
-    set('probe', nil)
+    if st.refusals ~= nil then set('refusals', nil) end
+    if st.probe ~= nil then set('probe', nil) end
     if was_flying then log_request(now, started) end
     if remaining ~= nil then
       if trusted or st.rem == nil then
@@ -67,7 +67,7 @@ local function end_one(text)
         set('hcut', now - HOUR)
         set('rem', remaining - flying)
         set('stale', now + HOUR + margin)
-        set('unconf', nil)
+        if st.unconf ~= nil then set('unconf', nil) end
         set('aseq', st.seq or 0)
         set('arem', remaining)
       elseif seq <= (st.aseq or 0) and remaining > (st.arem or 0) then
