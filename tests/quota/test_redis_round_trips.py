@@ -6,6 +6,7 @@ script runs count there too), on the same fast clock as ``test_redis_quota.py``.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from importlib.resources import files
 from typing import Any
@@ -82,12 +83,17 @@ async def test_each_post_is_one_script_call(
 async def test_a_settle_no_reservation_follows_reaches_redis_on_its_own(
     make: Make, redis_server: RedisServer
 ) -> None:
-    one, two = make().hook(KEY), make().hook(KEY)
+    one: Any = make().hook(KEY)
+    two = make().hook(KEY)
     await settle(one, await take(one), ok(5))
     reservation = await take(one)
     await one.settle(reservation, ok(3))  # no flush, and no reservation after it
-    assert isinstance(await two.budget(), float)  # another process reads Redis...
-    await anyio.sleep(4 * _store.END_DELAY * SCALE)  # ...and soon sees the slot back
+    # Its timer comes before this sleep ends (the loop runs timers in order of their time),
+    # and sends it on its own: no reservation and no flush carried it.
+    await anyio.sleep(2 * _store.END_DELAY * SCALE)
+    assert one._ends == []
+    while one._pending:
+        await asyncio.wait(set(one._pending))
     assert await two.budget() == 3
 
 
@@ -95,20 +101,30 @@ async def test_keys_get_a_ttl_when_created_and_a_refresh_about_once_a_minute(
     make: Make, own_redis_server: RedisServer
 ) -> None:
     quota = make(own_redis_server.url)
-    hook = quota.hook(KEY)
+    hook: Any = quota.hook(KEY)
     await settle(hook, await take(hook), ok(100))
-    before = await calls(own_redis_server.url, "pexpire")
-    for _ in range(20):
-        await settle(hook, await take(hook), ok(100))
-    expiries = await calls(own_redis_server.url, "pexpire") - before
-    # Forty calls: eight PEXPIREs each would be 320. What remains are the keys a write may
-    # have created (a new time bucket, the first reservation in flight) and the fleet's
-    # refresh, a hundredth of the keys' life on this clock (15 quota minutes, 0.25 s real).
-    assert expiries < 80
     async with raw_client(own_redis_server.url) as raw:
+        # The fleet's last refresh, as if it had just been: none is due during this test.
+        await raw.hset(hook.keys[0], "ttl", repr(1e300))
+        before = await calls(own_redis_server.url, "pexpire")
+        for _ in range(20):
+            await settle(hook, await take(hook), ok(100))
+        expiries = await calls(own_redis_server.url, "pexpire") - before
+        # Forty calls: eight PEXPIREs each would be 320. Without a refresh, only the keys a
+        # write may have created get one: the first reservation in flight, a new time bucket
+        # (its count, its start, the day's), a new field of the state.
+        assert expiries <= 4 * 20
         for key in await raw.keys("*"):
             ttl = await raw.pttl(key)
             assert 0 < ttl <= math.ceil((86400 + 3600) / SCALE * 1000)
+        # A refresh that is due sets every key's TTL (but the refusals'), once.
+        await raw.hset(hook.keys[0], "ttl", "0")
+        before = await calls(own_redis_server.url, "pexpire")
+        await take(hook)
+        assert await calls(own_redis_server.url, "pexpire") - before >= 8
+        refreshed = await raw.hget(hook.keys[0], "ttl")
+        assert refreshed is not None
+        assert float(refreshed) > 0
 
 
 async def test_a_second_attempt_of_an_end_is_applied_once(
