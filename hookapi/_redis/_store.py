@@ -126,8 +126,10 @@ class RedisQuota:
     processes waiting for the quota are served in rounds; the cap on refusals an hour of the
     policy holds for the whole fleet, not per process. Keys are
     ``{prefix}{{hook_id}}:{digest of the base URL}:...`` (one hash tag per hook, for Redis
-    Cluster) and expire a day and an hour after their last change (the refusals of the last
-    hour, an hour after the last one); the secret is never stored, and never logged.
+    Cluster) and expire a day and an hour after the fleet's last use, refreshed about once a
+    minute (the refusals of the last hour, an hour after the last one); the secret is never
+    stored, and never logged. A post costs one round trip: its settle rides with the
+    process's next reservation.
 
     Args:
         url_or_client: A Redis URL (``redis://host:6379/0``, ``rediss://``, ``unix://``), or a
