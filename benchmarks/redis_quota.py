@@ -6,9 +6,16 @@ far too large to throttle), then measures:
 * latency: one task posts ``--posts`` messages one after another through one client, with the
   default in-memory quota and with ``RedisQuota``; p50 and p99 of each ``post_message``;
 * throughput: ``--processes`` processes, each posting ``--per-process`` messages from 8 tasks,
-  with the in-memory quota (each process alone) and with one ``RedisQuota`` shared by all.
+  with the in-memory quota (each process alone) and with one ``RedisQuota`` shared by all;
+* client CPU per post (``thread_time`` of the posting thread in the latency run, where the
+  emulator serves from another thread; ``process_time`` of each fleet process), to tell what
+  the client spends from what the shared machine lets it do.
 
     python benchmarks/redis_quota.py [--posts 2000] [--processes 4] [--per-process 1000]
+        [--repeat 1]
+
+With ``--repeat N`` the fleet runs N times each way, interleaved; it reports the medians, each
+pair's ratio and the median ratio.
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def latency(hook_url: str, redis_url: str | None, posts: int) -> list[float]:
+async def latency(hook_url: str, redis_url: str | None, posts: int) -> tuple[list[float], float]:
     import anyio  # noqa: PLC0415
 
     import hookapi  # noqa: PLC0415
@@ -71,14 +78,16 @@ async def latency(hook_url: str, redis_url: str | None, posts: int) -> list[floa
     async with client:
         for n in range(50):  # warm up: the connection, the scripts
             await client.post_message(f"warm-up {n}")
+        cpu = time.thread_time()
         for n in range(posts):
             started = time.perf_counter()
             await client.post_message(f"message {n}")
             took.append(time.perf_counter() - started)
+        cpu = (time.thread_time() - cpu) / posts
     if quota is not None:
         await quota.aclose()
     await anyio.lowlevel.checkpoint()
-    return took
+    return took, cpu
 
 
 async def worker(hook_url: str, redis_url: str | None, count: int, tasks: int) -> None:
@@ -94,6 +103,7 @@ async def worker(hook_url: str, redis_url: str | None, count: int, tasks: int) -
         print("ready", flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)
         left = count
+        cpu = time.process_time()
 
         async def post() -> None:
             nonlocal left
@@ -104,12 +114,13 @@ async def worker(hook_url: str, redis_url: str | None, count: int, tasks: int) -
         async with anyio.create_task_group() as tg:
             for _ in range(tasks):
                 tg.start_soon(post)
+        print(f"cpu {(time.process_time() - cpu) / count}", flush=True)
     if quota is not None:
         await quota.aclose()
 
 
-def fleet(hook_url: str, redis_url: str | None, processes: int, count: int) -> float:
-    """Messages per second of ``processes`` processes posting together."""
+def fleet(hook_url: str, redis_url: str | None, processes: int, count: int) -> tuple[float, float]:
+    """Messages per second of ``processes`` processes posting together, and CPU per post."""
     args = [sys.executable, __file__, "--worker", hook_url, redis_url or "-", str(count)]
     procs = [
         subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -123,10 +134,16 @@ def fleet(hook_url: str, redis_url: str | None, processes: int, count: int) -> f
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
+    cpu: list[float] = []
     for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
         proc.wait()
+        elapsed = time.perf_counter() - started
         assert proc.returncode == 0
-    return processes * count / (time.perf_counter() - started)
+        assert line[0] == "cpu"
+        cpu.append(float(line[1]))
+    return processes * count / elapsed, statistics.median(cpu)
 
 
 def main() -> None:
@@ -134,6 +151,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=2000)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--per-process", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=1, help="fleet runs of each, interleaved")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     options = parser.parse_args()
 
@@ -157,14 +175,26 @@ def main() -> None:
         hook_url = hook.url_for(server.url)
         try:
             for name, url in (("memory", None), ("redis", redis_url)):
-                took = anyio.run(latency, hook_url, url, options.posts)
+                took, cpu = anyio.run(latency, hook_url, url, options.posts)
                 results[f"latency_{name}"] = {
                     "p50_ms": round(1000 * statistics.median(took), 3),
                     "p99_ms": round(1000 * percentile(took, 0.99), 3),
+                    "cpu_us_per_post": round(1e6 * cpu, 1),
                 }
-            for name, url in (("memory", None), ("redis", redis_url)):
-                rate = fleet(hook_url, url, options.processes, options.per_process)
-                results[f"fleet_{name}_msgs_per_s"] = round(rate)
+            # Interleaved, so that what else the machine runs weighs on both alike.
+            runs: dict[str, list[tuple[float, float]]] = {"memory": [], "redis": []}
+            for _ in range(options.repeat):
+                for name, url in (("memory", None), ("redis", redis_url)):
+                    runs[name].append(fleet(hook_url, url, options.processes, options.per_process))
+            for name, measured in runs.items():
+                rates = [rate for rate, _ in measured]
+                results[f"fleet_{name}_msgs_per_s"] = round(statistics.median(rates))
+                cpu = statistics.median(cpu for _, cpu in measured)
+                results[f"fleet_{name}_cpu_us_per_post"] = round(1e6 * cpu, 1)
+            results["fleet_ratios"] = [
+                round(shared[0] / alone[0], 3)
+                for alone, shared in zip(runs["memory"], runs["redis"], strict=True)
+            ]
         finally:
             background.stop()
             redis.terminate()
@@ -172,6 +202,10 @@ def main() -> None:
     memory, shared = results["latency_memory"], results["latency_redis"]
     results["added_p50_ms"] = round(shared["p50_ms"] - memory["p50_ms"], 3)
     results["added_p99_ms"] = round(shared["p99_ms"] - memory["p99_ms"], 3)
+    results["added_cpu_us_per_post"] = round(
+        shared["cpu_us_per_post"] - memory["cpu_us_per_post"], 1
+    )
+    results["fleet_ratio"] = statistics.median(results["fleet_ratios"])
     print(json.dumps(results, indent=2))
 
 

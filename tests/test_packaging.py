@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import sys
 import tomllib
 from pathlib import Path
@@ -60,3 +61,24 @@ def test_the_fastapi_extra_installs_what_its_testing_recipe_imports() -> None:
     local = {"__future__", "hookapi", "fastapi_app", "pytest", "pydantic"}  # pydantic: fastapi's
     third_party = {m for m in imported - local if m not in sys.stdlib_module_names}
     assert {m.replace("_", "-") for m in third_party} <= provided
+
+
+def test_the_wheel_ships_the_redis_scripts() -> None:
+    """The Lua scripts are package data read with importlib.resources: the wheel must hold them.
+
+    Hatch puts every file of the listed packages in the wheel that no exclude or .gitignore
+    pattern drops; this holds the configuration to that.
+    """
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    wheel = build["targets"]["wheel"]
+    assert wheel["packages"] == ["hookapi"]
+    assert "only-include" not in wheel
+    scripts = sorted(p.name for p in (ROOT / "hookapi" / "_redis").glob("*.lua"))
+    assert scripts == ["_ends.lua", "_prelude.lua", "budget.lua", "end.lua", "reserve.lua"]
+    patterns = [*build.get("exclude", []), *wheel.get("exclude", [])]
+    patterns += (ROOT / ".gitignore").read_text().split()
+    for name in scripts:
+        assert not any(
+            fnmatch.fnmatch(name, p) or fnmatch.fnmatch(f"hookapi/_redis/{name}", p)
+            for p in patterns
+        ), name

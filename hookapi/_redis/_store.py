@@ -1,7 +1,9 @@
 """:class:`RedisQuota`: one hook's quota shared by every process and machine through Redis.
 
-Each decision (reserve, refund, settle) is one Lua script run atomically by Redis on the time
-Redis reads from its own clock, so processes on machines with skewed clocks agree. A process
+Each decision is one Lua script run atomically by Redis on the time Redis reads from its own
+clock, so processes on machines with skewed clocks agree. A post costs one round trip: the
+refunds and settles of a process ride with its next reservation (or go on their own when none
+follows within ``END_DELAY``). A process
 asks Redis only for the caller at the head of its own queue (the client's), and Redis serves
 the waiting processes in rounds, so that none starves. When Redis is down or slow, the store
 paces from a process-local view (``on_unavailable="local"``) or refuses to send (``"raise"``).
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import math
 import sys
@@ -33,7 +36,7 @@ from .._quota import (
     RateLimit,
     Reservation,
 )
-from ._scripts import BUDGET, KEY_NAMES, RELEASE, RESERVE, SETTLE
+from ._scripts import BUDGET, END, KEY_NAMES, RESERVE
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -52,6 +55,10 @@ RECONNECT_INTERVAL: Final = 1.0
 POLL_INTERVAL: Final = 0.005
 #: Real seconds a waiting process keeps its place in the queue past the time it was told.
 QUEUE_GRACE: Final = 0.25
+#: Real seconds a refund or settle waits for the process's next reservation to carry it to
+#: Redis before it goes on its own: long enough for a busy process's next post, short enough
+#: that the fleet sees a slot come back at once.
+END_DELAY: Final = 0.002
 _EXTRA = "RedisQuota needs redis-py: install the redis extra (pip install 'hookapi[redis]')."
 _ASYNCIO_ONLY = (
     "RedisQuota runs on asyncio only: redis-py's client is asyncio-only. On trio, use the "
@@ -105,6 +112,11 @@ def _number(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+def _arg(value: float | str) -> bytes:
+    """A script argument that never changes, encoded once."""
+    return (value if isinstance(value, str) else repr(float(value))).encode()
+
+
 class RedisQuota:
     """A quota store in Redis: every process posting through one hook shares one quota.
 
@@ -114,8 +126,10 @@ class RedisQuota:
     processes waiting for the quota are served in rounds; the cap on refusals an hour of the
     policy holds for the whole fleet, not per process. Keys are
     ``{prefix}{{hook_id}}:{digest of the base URL}:...`` (one hash tag per hook, for Redis
-    Cluster) and expire a day and an hour after their last change (the refusals of the last
-    hour, an hour after the last one); the secret is never stored, and never logged.
+    Cluster) and expire a day and an hour after the fleet's last use, refreshed about once a
+    minute (the refusals of the last hour, an hour after the last one); the secret is never
+    stored, and never logged. A post costs one round trip: its settle rides with the
+    process's next reservation.
 
     Args:
         url_or_client: A Redis URL (``redis://host:6379/0``, ``rediss://``, ``unix://``), or a
@@ -188,11 +202,13 @@ class RedisQuota:
         self._lease = _check_seconds("lease", lease)
         self._policy = policy or QuotaPolicy()
         probe = self._policy.probe_interval
-        self._common: list[str | float] = [
-            self._scale,
-            self._policy.margin,
-            "" if probe is None else probe,
-            self._policy.max_probe_interval,
+        # Arguments of every call, encoded once (redis-py passes bytes on as they are).
+        self._common: list[bytes] = [
+            _arg(self._scale),
+            _arg(self._policy.margin),
+            b"" if probe is None else _arg(probe),
+            _arg(self._policy.max_probe_interval),
+            _arg(self._policy.max_refused_probes_per_hour),
         ]
         # The in-memory store it paces from while Redis is unavailable (its own, not the
         # process's default: its state shadows only what went through this store).
@@ -243,17 +259,23 @@ class RedisQuota:
                 client = self._given
             else:
                 import redis.asyncio  # noqa: PLC0415
+                from redis.asyncio.retry import Retry  # noqa: PLC0415
+                from redis.backoff import NoBackoff  # noqa: PLC0415
 
                 assert self._url is not None
-                # redis-py times its sockets on the loop's clock: the same bound as ours.
+                # redis-py times its sockets on the loop's clock: the same bound as ours, with
+                # no retry (its backoff would outlast it), so no timer of ours is needed.
                 bound = REDIS_TIMEOUT * self._scale
                 client = redis.asyncio.Redis.from_url(
-                    self._url, socket_timeout=bound, socket_connect_timeout=bound
+                    self._url,
+                    socket_timeout=bound,
+                    socket_connect_timeout=bound,
+                    retry=Retry(NoBackoff(), 0),
                 )
-            here = self._loops[loop] = _PerLoop(client)
+            here = self._loops[loop] = _PerLoop(client, bounded=self._given is None)
         return here
 
-    async def _call(self, name: str, text: str, keys: list[str], args: list[str | float]) -> Any:
+    async def _call(self, name: str, text: str, keys: list[bytes], args: list[bytes | str]) -> Any:
         """Run one script, bounded by the Redis timeout; raise ``_Unavailable`` on failure."""
         import redis.exceptions  # noqa: PLC0415
 
@@ -263,8 +285,12 @@ class RedisQuota:
             # Loaded once by SHA; redis-py loads it again when Redis answers NOSCRIPT.
             script = here.scripts[name] = here.client.register_script(text)
         try:
-            with anyio.fail_after(REDIS_TIMEOUT * self._scale):
+            if here.bounded:
                 reply = await script(keys=keys, args=[*self._common, *args])
+            else:
+                # A client passed in keeps its owner's timeouts and retries: bound it here.
+                with anyio.fail_after(REDIS_TIMEOUT * self._scale):
+                    reply = await script(keys=keys, args=[*self._common, *args])
         except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
             # Drop every pooled connection: after a restart, an idle one would fail once more.
             with anyio.move_on_after(REDIS_TIMEOUT * self._scale), contextlib.suppress(Exception):
@@ -318,11 +344,12 @@ class RedisQuota:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover - only reachable outside any loop
             return
-        here = self._loops.pop(loop, None)
+        here = self._loops.get(loop)
         if here is None:
             return
         for hook in here.hooks.values():
-            await hook.flush()
+            await hook.flush()  # on this loop's client: forgotten only after
+        del self._loops[loop]
         if self._given is None:
             await here.client.aclose()
 
@@ -374,10 +401,12 @@ def _running_trio() -> bool:
 class _PerLoop:
     """What a store keeps per event loop: its Redis client, loaded scripts and hooks."""
 
-    __slots__ = ("client", "hooks", "scripts")
+    __slots__ = ("bounded", "client", "hooks", "scripts")
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, *, bounded: bool) -> None:
         self.client = client
+        # Whether the client's own socket timeouts bound every call (the client it made).
+        self.bounded = bounded
         self.scripts: dict[str, AsyncScript] = {}
         self.hooks: dict[HookKey, _RedisHook] = {}
 
@@ -387,18 +416,15 @@ class _Unavailable(Exception):
 
 
 class _Shared:
-    """A reservation booked in Redis, and its shadow in the local view."""
+    """A reservation booked in Redis."""
 
-    __slots__ = ("before", "name", "seq", "shadow", "started")
+    __slots__ = ("before", "name", "seq", "started")
 
-    def __init__(
-        self, name: str, seq: str, before: str, started: str, shadow: Reservation | None
-    ) -> None:
+    def __init__(self, name: str, seq: str, before: str, started: str) -> None:
         self.name = name
         self.seq = seq
         self.before = before
         self.started = started
-        self.shadow = shadow
 
 
 class _Local:
@@ -416,12 +442,36 @@ class _RedisHook:
     def __init__(self, store: RedisQuota, key: HookKey, local: HookQuota) -> None:
         self._store = store
         self.keys = hook_keys(store._prefix, key)
+        self._keys = [name.encode() for name in self.keys]  # encoded once, for every call
         # This process's place in the fleet's queue (only its head caller ever asks).
         self._waiter = uuid.uuid4().hex
+        # Reservation names: unique in the fleet from this random prefix and a counter.
+        self._tag = self._waiter[:16] + "."
+        self._names = itertools.count()
+        # The local view it paces from while Redis is unavailable. Kept lazily: while Redis
+        # answers, only the last answer and the count of shared reservations in flight; the
+        # view learns them when Redis first fails (it is then "primed"), and each shared
+        # reservation still in flight then holds a slot of it until it ends.
         self._local = local
+        self._primed = False
+        self._last: QuotaAnswer | None = None
+        self._flying = 0
+        self._stand_ins: list[Reservation] = []
         self._scale = store._scale
-        # Refunds and settles on their way to Redis: the caller never waits for them (a shielded
-        # wait could outlast its deadline); the next reservation does.
+        scale = store._scale
+        # What every reservation of this process passes: waiter, lease, poll, queue grace.
+        self._constant = [
+            _arg(self._waiter),
+            _arg(store._lease),
+            _arg(POLL_INTERVAL * scale),
+            _arg(QUEUE_GRACE * scale),
+        ]
+        # Refunds and settles on their way to Redis, in order: the caller never waits for them
+        # (a shielded wait could outlast its deadline); the next reservation carries them, or
+        # the timer sends them on their own once the oldest has waited END_DELAY.
+        self._ends: list[_End] = []
+        self._oldest = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -430,13 +480,14 @@ class _RedisHook:
     async def reserve(self) -> Reservation | NotNow:
         """Take a slot in Redis, or say when to ask again; the local view when Redis is down."""
         store = self._store
-        await self.flush()
         if store._use_local():
             return await self._reserve_locally()
         # Used by Redis only if it lost the hook (a restart): then this process's view is
         # a better start than nothing.
         seed = holds = ""
-        local_budget = await self._local.budget()
+        # Once Redis has failed, this process's view is worth more than nothing if Redis lost
+        # the hook meanwhile; until then, Redis has kept it (or it has expired for good).
+        local_budget = await self._local.budget() if self._primed else math.inf
         if math.isfinite(local_budget):
             seed = repr(float(local_budget))
             if local_budget < 1:
@@ -447,33 +498,26 @@ class _RedisHook:
                 else:  # a probe the local view would send: not now, it is Redis's turn
                     await self._local.refund(ahead)
         scale = self._scale
-        args: list[str | float] = [
-            self._waiter,
-            store._lease,
-            POLL_INTERVAL * scale,
-            QUEUE_GRACE * scale,
-            seed,
-            holds,
-            name := uuid.uuid4().hex,
-        ]
+        name = self._tag + str(next(self._names))
+        ends = self._ends
+        self._ends = []
+        args: list[bytes | str] = [*self._constant, seed, holds, name, *ends]
         try:
-            reply = await store._call("reserve", RESERVE, self.keys, args)
+            reply = await store._call("reserve", RESERVE, self._keys, args)
         except _Unavailable:
             return await self._reserve_locally()
-        except anyio.get_cancelled_exc_class():
-            # Cancelled after Redis may have booked it: the caller never gets the reservation,
-            # so it goes back (a no-op if it was never booked).
-            self._send("release", RELEASE, [name, "0", "0"])
+        except asyncio.CancelledError:
+            # Cancelled after Redis may have booked it and ended the others: it goes back (a
+            # no-op if it was never booked), and the others go again, each applied only if
+            # it is still in flight (so never twice).
+            self._end_later(f"refund|{name}|0|0")
+            for end in ends:
+                self._end_later(_guarded(end))
             raise
         if int(reply[0]) == 1:
-            shadow = await self._local.reserve()
-            token = _Shared(
-                name,
-                reply[1].decode(),
-                reply[2].decode(),
-                reply[4].decode(),
-                shadow if isinstance(shadow, Reservation) else None,
-            )
+            self._primed = False
+            self._flying += 1
+            token = _Shared(name, reply[1].decode(), reply[2].decode(), reply[4].decode())
             return Reservation(probe=reply[3] == b"1", token=token)
         wait = reply[1].decode()
         reason = reply[2].decode()
@@ -483,7 +527,24 @@ class _RedisHook:
             return NotNow(retry_in=POLL_INTERVAL * scale, reason=reason)
         return NotNow(retry_in=float(wait), reason=reason)
 
+    async def _prime(self) -> None:
+        """Bring the local view up to what this process learnt through Redis, once per outage."""
+        if self._primed:
+            return
+        self._primed = True
+        if self._last is not None:
+            # The last answer, as if to a request of its own: an over-count by one at most.
+            learn = await self._local.reserve()
+            if isinstance(learn, Reservation):
+                await self._local.settle(learn, self._last)
+        while len(self._stand_ins) < self._flying:
+            held = await self._local.reserve()
+            if not isinstance(held, Reservation):
+                break  # the local view has no room now: it counts them no more than it can
+            self._stand_ins.append(held)
+
     async def _reserve_locally(self) -> Reservation | NotNow:
+        await self._prime()
         answer = await self._local.reserve()
         if isinstance(answer, NotNow):
             if answer.retry_in is None or answer.retry_in > RECONNECT_INTERVAL * self._scale:
@@ -499,9 +560,10 @@ class _RedisHook:
             await self._local.refund(token.inner)
             return
         assert isinstance(token, _Shared)
-        if token.shadow is not None:
-            await self._local.refund(token.shadow)
-        self._send("release", RELEASE, [token.name, "0", token.started])
+        self._flying -= 1
+        if self._stand_ins:
+            await self._local.refund(self._stand_ins.pop())
+        self._end_later(f"refund|{token.name}|0|{token.started}")
 
     async def settle(self, reservation: Reservation, answer: QuotaAnswer | None) -> None:
         """Count the request, and learn from the service's answer when there is one."""
@@ -510,49 +572,90 @@ class _RedisHook:
             await self._local.settle(token.inner, answer)
             return
         assert isinstance(token, _Shared)
-        if token.shadow is not None:
-            await self._local.settle(token.shadow, answer)
+        self._flying -= 1
+        if self._stand_ins:
+            await self._local.settle(self._stand_ins.pop(), answer)
         if answer is None:
-            self._send("release", RELEASE, [token.name, "1", token.started])
+            self._end_later(f"lost|{token.name}|0|{token.started}")
             return
+        if answer.rate_limit is not None or answer.refused:
+            self._last = answer
         limit = answer.rate_limit or RateLimit()
-        args: list[str | float] = [
-            token.seq,
-            token.before,
-            "1" if answer.refused else "0",
-            _number(answer.retry_after),
-            _number(limit.per_hour),
-            _number(limit.per_day),
-            _number(limit.remaining),
-            token.started,
-            token.name,
-            self._store._policy.max_refused_probes_per_hour,
-        ]
-        self._send("settle", SETTLE, args)
+        self._end_later(
+            f"settle|{token.name}|0|{token.started}|{token.seq}|{token.before}|"
+            f"{'1' if answer.refused else '0'}|{_number(answer.retry_after)}|"
+            f"{_number(limit.per_hour)}|{_number(limit.per_day)}|{_number(limit.remaining)}"
+        )
 
-    def _send(self, name: str, text: str, args: list[str | float]) -> None:
-        task = asyncio.get_running_loop().create_task(self._end(name, text, args))
+    def _end_later(self, end: _End) -> None:
+        """Queue one end for the next reservation, and make sure it goes soon without one."""
+        loop = asyncio.get_running_loop()
+        if not self._ends:
+            self._oldest = loop.time()
+        self._ends.append(end)
+        if self._timer is None:
+            self._timer = loop.call_later(END_DELAY * self._scale, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if not self._ends:
+            return
+        loop = asyncio.get_running_loop()
+        left = self._oldest + END_DELAY * self._scale - loop.time()
+        if left > 0:  # a reservation carried the older ones: these are young still
+            self._timer = loop.call_later(left, self._due)
+            return
+        task = loop.create_task(self._send_ends())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _end(self, name: str, text: str, args: list[str | float]) -> None:
-        # Never raises: the request has been decided already, and an error here could make
-        # a caller send again a message that was posted. A lost update expires with its lease.
-        with contextlib.suppress(_Unavailable, QuotaUnavailableError):
-            await self._store._call(name, text, self.keys, args)
+    async def _send_ends(self) -> None:
+        """Send the queued ends on their own. Never raises (but a cancellation).
+
+        The requests have been decided already, and an error here could make a caller send
+        again a message that was posted. A lost end expires with its lease.
+        """
+        ends = self._ends
+        if not ends:
+            return
+        self._ends = []
+        try:
+            await self._store._call("end", END, self._keys, list(ends))
+        except (_Unavailable, QuotaUnavailableError):
+            pass
+        except asyncio.CancelledError:
+            for end in ends:
+                self._end_later(_guarded(end))
+            raise
 
     async def flush(self) -> None:
         """Wait until every refund and settle of this process has reached Redis (or failed)."""
-        while self._pending:
-            await asyncio.wait(set(self._pending))
+        while self._ends or self._pending:
+            if self._ends:
+                await self._send_ends()
+            if self._pending:
+                await asyncio.wait(set(self._pending))
 
     async def budget(self) -> float:
         """Requests that may start now, by Redis's count (the local view's while it is down)."""
         await self.flush()
         if self._store._use_local():
+            await self._prime()
             return await self._local.budget()
         try:
-            reply = await self._store._call("budget", BUDGET, self.keys, [])
+            reply = await self._store._call("budget", BUDGET, self._keys, [])
         except (_Unavailable, QuotaUnavailableError):
+            await self._prime()
             return await self._local.budget()
         return float(reply)
+
+
+#: How one reservation ends, as the scripts read it (see ``_ends.lua``): kind, name, guarded,
+#: when it was reserved, and for a settle what the service answered, joined by "|".
+_End = str
+
+
+def _guarded(end: _End) -> _End:
+    """The same end, applied only if its reservation is still in flight (a second attempt)."""
+    kind, name, _, rest = end.split("|", 3)
+    return f"{kind}|{name}|1|{rest}"
