@@ -42,6 +42,7 @@ def test_every_public_name_has_a_docstring(name: str) -> None:
         hookapi.PostResult,
         hookapi.DeadLetter,
         hookapi.StoredMessage,
+        hookapi.Coalesce,
     ],
 )
 def test_value_objects_are_frozen_and_keyword_only(cls: type) -> None:
@@ -93,6 +94,7 @@ DOCUMENTED_PATHS = [
     ("hookapi", "Secret"),
     ("hookapi", "Outbox"),
     ("hookapi", "SQLiteStore"),
+    ("hookapi", "Coalesce"),
     ("hookapi.emulator", "Emulator"),
     ("hookapi.emulator", "Server"),
     ("hookapi.emulator", "Hook"),
