@@ -18,7 +18,7 @@ import hookapi
 def test_all_is_sorted_and_complete() -> None:
     assert hookapi.__all__ == sorted(hookapi.__all__)
     public = {n for n in vars(hookapi) if n.isidentifier() and not n.startswith("_")}
-    consumers = {"cli", "emulator", "fastapi", "outbox", "testing"}
+    consumers = {"cli", "emulator", "fastapi", "logging", "outbox", "testing"}
     assert public - {"annotations"} <= set(hookapi.__all__) | consumers
     for name in hookapi.__all__:
         assert hasattr(hookapi, name), name
@@ -95,6 +95,7 @@ DOCUMENTED_PATHS = [
     ("hookapi", "Outbox"),
     ("hookapi", "SQLiteStore"),
     ("hookapi", "Coalesce"),
+    ("hookapi.logging", "HookHandler"),
     ("hookapi.emulator", "Emulator"),
     ("hookapi.emulator", "Server"),
     ("hookapi.emulator", "Hook"),
