@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import threading
 import warnings
 import weakref
@@ -253,7 +254,8 @@ class HookHandler(logging.Handler):
             feed.stop()
             if thread is not threading.current_thread():
                 # The outbox gives up after drain_timeout; the rest is closing the client.
-                thread.join(self._drain_timeout + 1.0)
+                wait = self._drain_timeout + 1.0
+                thread.join(None if math.isinf(wait) else wait)
         super().close()
 
 

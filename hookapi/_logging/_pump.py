@@ -217,7 +217,7 @@ class Pump:
 
 def _dropped_note(count: int, capacity: int) -> str:
     plural = "s were" if count != 1 else " was"
-    return f"({count} record{plural} dropped here: the log handler's queue of {capacity} was full)"
+    return f"({count} record{plural} dropped: the log handler's queue of {capacity} was full)"
 
 
 def _body_size(text: str) -> int:
