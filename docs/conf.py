@@ -38,10 +38,12 @@ html_title = f"hookapi {release}"
 nitpick_ignore_regex = [
     (
         "py:class",
-        r"(httpx|redis|collections\.abc|contextlib|enum|asyncio|ssl|os|starlette|fastapi)\..*",
+        r"(httpx|redis|collections\.abc|contextlib|enum|asyncio|ssl|os|starlette|fastapi|logging)"
+        r"\..*",
     ),
     ("py:class", r"_asyncio\..*"),  # asyncio's C classes, as their annotations name them
     ("py:class", r"hookapi\.fastapi\._App"),
     ("py:class", r"hookapi\.testing\._loop\._T"),
     ("py:exc", r"httpx\..*"),
+    ("py:func", r"(anyio|logging)\..*"),
 ]

@@ -82,8 +82,9 @@ class Coalesce:
         burst: Messages the outbox may post back to back before it paces itself.
         interval: Seconds between messages once the burst is spent; ``None``: the hook's
             pace, ``3600 / per_hour`` from its rate-limit headers (60 s until they are seen).
-        join: Builds a digest from the waiting messages (see :data:`Joiner`); the default,
-            :func:`join_messages`, concatenates whole messages.
+        join: Builds a digest from the waiting messages (see
+            :data:`~hookapi.outbox.Joiner`); the default,
+            :func:`~hookapi.outbox.join_messages`, concatenates whole messages.
 
     Example:
         >>> Coalesce(burst=5).max_bytes
