@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import subprocess
+import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 import httpx
@@ -14,6 +18,7 @@ import pytest
 from hookapi import (
     AsyncHookClient,
     Coalesce,
+    DeadLetter,
     InvalidInputError,
     MemoryStore,
     Outbox,
@@ -22,7 +27,7 @@ from hookapi import (
     StoredState,
 )
 from hookapi.emulator import Emulator, Hook
-from hookapi.testing import make_client, scripted_faults
+from hookapi.testing import VirtualTimeEventLoop, make_client, scripted_faults
 
 from .conftest import texts
 
@@ -200,3 +205,77 @@ def test_bad_options_are_refused(options: dict[str, object]) -> None:
 async def test_coalesce_must_be_a_coalesce(client: AsyncHookClient) -> None:
     with pytest.raises(InvalidInputError, match="coalesce must be"):
         Outbox(client, coalesce=True)  # type: ignore[arg-type]
+
+
+CRASHING = """
+import sys
+
+import anyio
+import httpx
+
+from hookapi import AsyncHookClient, Coalesce, Outbox
+
+
+class Held(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if b"\\\\n\\\\n" in await request.aread():
+            print("digest on the wire", flush=True)
+            await anyio.sleep_forever()
+        return httpx.Response(200, text="ok")
+
+
+async def main() -> None:
+    url, path, delivery = sys.argv[1:]
+    client = AsyncHookClient.from_url(url, transport=Held())
+    coalesce = Coalesce(burst=1, interval=0.05)
+    async with Outbox(client, store=path, delivery=delivery, coalesce=coalesce) as outbox:
+        await (await outbox.put("alone")).wait()
+        for i in range(3):
+            await outbox.put(f"m{i}")
+        await anyio.sleep_forever()
+
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "at_most_once"])
+def test_a_crash_mid_digest_leaves_each_message_as_its_delivery_mode_says(
+    tmp_path: Path, delivery: str
+) -> None:
+    """SIGKILL while a digest is on the wire; the next run finds each message on its own."""
+    emulator = Emulator()
+    hook = emulator.create_hook("Bots")
+    path = tmp_path / "outbox.sqlite"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASHING, hook.url, str(path), delivery],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(60, child.kill)  # a child that never gets there fails the test
+    watchdog.start()
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "digest on the wire\n"
+    finally:
+        watchdog.cancel()
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+    async def restart() -> list[DeadLetter]:
+        client = make_client(emulator, hook)
+        async with Outbox(client, store=path, delivery=delivery, coalesce=Coalesce()) as outbox:  # type: ignore[arg-type]
+            pass
+        return outbox.failed()
+
+    letters = anyio.run(restart, backend_options={"loop_factory": VirtualTimeEventLoop})
+    if delivery == "at_least_once":
+        assert unfolded(emulator) == ["m0", "m1", "m2"]  # posted again, none lost
+        assert letters == []
+    else:
+        assert texts(emulator) == []  # never posted twice: each one reported unknown
+        assert [(letter.text, letter.state) for letter in letters] == [
+            (f"m{i}", ReceiptState.UNKNOWN) for i in range(3)
+        ]
