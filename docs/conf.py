@@ -45,7 +45,7 @@ nitpick_ignore_regex = [
     (
         "py:class",
         r"(httpx|redis|collections\.abc|contextlib|datetime|enum|asyncio|ssl|os|starlette|fastapi"
-        r"|opentelemetry)\..*",
+        r"|opentelemetry|logging)\..*",
     ),
     ("py:class", r"datetime"),  # the standard library's, as an annotation names it
     ("py:class", r"_asyncio\..*"),  # asyncio's C classes, as their annotations name them
@@ -54,4 +54,5 @@ nitpick_ignore_regex = [
     ("py:class", r"hookapi\.fastapi\._App"),
     ("py:class", r"hookapi\.testing\._loop\._T"),
     ("py:exc", r"httpx\..*"),
+    ("py:func", r"(anyio|logging)\..*"),
 ]

@@ -39,6 +39,7 @@ from ._secrets import Secret
 from ._sync import HookClient
 from ._version import __version__
 from .outbox import (
+    Coalesce,
     DeadLetter,
     MemoryStore,
     MessageDroppedError,
@@ -70,6 +71,7 @@ __all__ = [
     "CertTypes",
     "ClientClosedError",
     "ClientOptions",
+    "Coalesce",
     "ConnectionPool",
     "DeadLetter",
     "Delivery",

@@ -23,6 +23,8 @@ CONSUMERS = (
     "hookapi.testing",
     "hookapi.fastapi",
     "hookapi.outbox",
+    "hookapi.logging",
+    "hookapi._logging",
 )
 # Packages whose private modules only their own package may import.
 SEALED = ("hookapi._http", "hookapi._quota", "hookapi._redis")

@@ -18,7 +18,7 @@ import hookapi
 def test_all_is_sorted_and_complete() -> None:
     assert hookapi.__all__ == sorted(hookapi.__all__)
     public = {n for n in vars(hookapi) if n.isidentifier() and not n.startswith("_")}
-    consumers = {"cli", "emulator", "fastapi", "outbox", "testing"}
+    consumers = {"cli", "emulator", "fastapi", "logging", "outbox", "testing"}
     assert public - {"annotations"} <= set(hookapi.__all__) | consumers
     for name in hookapi.__all__:
         assert hasattr(hookapi, name), name
@@ -42,6 +42,7 @@ def test_every_public_name_has_a_docstring(name: str) -> None:
         hookapi.PostResult,
         hookapi.DeadLetter,
         hookapi.StoredMessage,
+        hookapi.Coalesce,
     ],
 )
 def test_value_objects_are_frozen_and_keyword_only(cls: type) -> None:
@@ -93,6 +94,8 @@ DOCUMENTED_PATHS = [
     ("hookapi", "Secret"),
     ("hookapi", "Outbox"),
     ("hookapi", "SQLiteStore"),
+    ("hookapi", "Coalesce"),
+    ("hookapi.logging", "HookHandler"),
     ("hookapi.emulator", "Emulator"),
     ("hookapi.emulator", "Server"),
     ("hookapi.emulator", "Hook"),

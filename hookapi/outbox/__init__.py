@@ -8,6 +8,7 @@ the client and the client never uses it.
 
 from __future__ import annotations
 
+from ._coalesce import Coalesce, Joiner, join_messages
 from ._outbox import Outbox
 from ._receipt import (
     DeadLetter,
@@ -29,7 +30,9 @@ from ._stores import (
 )
 
 __all__ = [
+    "Coalesce",
     "DeadLetter",
+    "Joiner",
     "MemoryStore",
     "MessageDroppedError",
     "Outbox",
@@ -44,4 +47,5 @@ __all__ = [
     "StoreInUseError",
     "StoredMessage",
     "StoredState",
+    "join_messages",
 ]

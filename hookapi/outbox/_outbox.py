@@ -33,6 +33,7 @@ from .._exceptions import (
     RateLimitError,
 )
 from .._validate import check_timeout, encode_message
+from ._coalesce import Coalesce, TokenBucket, checked_join
 from ._receipt import (
     DeadLetter,
     OutboxClosedError,
@@ -89,6 +90,9 @@ class Outbox:
             :attr:`paused`).
         on_dead_letter: Called with each new :class:`DeadLetter`, before the next message
             starts (so calling :meth:`pause` from it stops the queue right there).
+        coalesce: Fold a backlog into digests (:class:`Coalesce`): while more messages wait
+            than its share of the quota can post now, consecutive ones go as one message, and
+            every receipt it carries settles with its answer. ``None`` (the default): never.
 
     Example:
         >>> import hookapi
@@ -110,6 +114,7 @@ class Outbox:
         delivery: Literal["at_least_once", "at_most_once"] = "at_least_once",
         on_pause: Callable[[HookAPIError], object] | None = None,
         on_dead_letter: Callable[[DeadLetter], object] | None = None,
+        coalesce: Coalesce | None = None,
     ) -> None:
         if not isinstance(client, AsyncHookClient):
             raise InvalidInputError(
@@ -146,6 +151,12 @@ class Outbox:
                 raise InvalidInputError(f"{name} must be callable.")
         self._on_pause = on_pause
         self._on_dead_letter = on_dead_letter
+        if coalesce is not None and not isinstance(coalesce, Coalesce):
+            raise InvalidInputError(
+                f"coalesce must be a Coalesce or None, not {type(coalesce).__name__}."
+            )
+        self._coalesce = coalesce
+        self._bucket = None if coalesce is None else TokenBucket(coalesce.burst)
         self._queue: deque[Receipt] = deque()
         self._sending: dict[int, Receipt] = {}
         self._dead: dict[int, DeadLetter] = {}
@@ -491,42 +502,106 @@ class Outbox:
 
     async def _worker(self) -> None:
         while True:
-            receipt = await self._next()
-            await self._deliver(receipt)
+            receipt, folded, text = await self._next()
+            await self._deliver(receipt, folded, text)
 
-    async def _next(self) -> Receipt:
-        while self._paused or not self._queue:
-            await self._wait_changed()
+    async def _next(self) -> tuple[Receipt, list[Receipt], str]:
+        while True:
+            while self._paused or not self._queue:
+                await self._wait_changed()
+            if self._coalesce is None:
+                break
+            assert self._bucket is not None
+            now, pace = anyio.current_time(), self._coalesce.pace(self._client.rate_limit)
+            wait = self._bucket.wait_time(now, pace)
+            if wait <= 0:
+                break
+            # Woken early by a pause or a put, to look again; never to send before a token.
+            with anyio.move_on_after(wait):
+                await self._wait_changed()
         receipt = self._queue.popleft()
-        self._sending[receipt.id] = receipt
+        folded: list[Receipt] = []
+        text = receipt.text
+        if self._coalesce is not None:
+            assert self._bucket is not None
+            now, pace = anyio.current_time(), self._coalesce.pace(self._client.rate_limit)
+            text, folded = self._fold(receipt, self._bucket.available(now, pace))
+            self._bucket.take(now, pace)
+        for each in (receipt, *folded):
+            self._sending[each.id] = each
         self._notify()
-        return receipt
+        return receipt, folded, text
 
-    async def _deliver(self, receipt: Receipt) -> None:
-        """Post one message until it is delivered, given up, or handed back (pause, cancel)."""
+    def _fold(self, head: Receipt, tokens: float) -> tuple[str, list[Receipt]]:
+        """Join the head with the messages behind it when more wait than can be posted now."""
+        assert self._coalesce is not None
+        known = self._client.rate_limit
+        capacity = tokens
+        if known is not None and known.remaining is not None:
+            capacity = min(capacity, known.remaining)
+        if len(self._queue) + 1 <= capacity or head.expires_at is not None:
+            return head.text, []
+        # Only messages without a ttl fold: a digest has no single moment to be dropped at.
+        run = [head]
+        for receipt in self._queue:
+            if receipt.expires_at is not None or len(run) >= _MAX_FOLD:
+                break
+            run.append(receipt)
+        if len(run) < 2:
+            return head.text, []
+        max_bytes = self._coalesce.max_bytes
+        try:
+            text, count = checked_join(self._coalesce.join, run, max_bytes)
+        except Exception as exc:
+            logger.warning(
+                "hookapi: %s: Coalesce.join failed (%s); message %d goes alone",
+                self._label,
+                exc,
+                head.id,
+                extra=_extra(head.id),
+            )
+            return head.text, []
+        if count < 2:
+            return head.text, []
+        folded = [self._queue.popleft() for _ in range(count - 1)]
+        logger.info(
+            "hookapi: %s: messages %d to %d go as one digest",
+            self._label,
+            head.id,
+            folded[-1].id,
+            extra={**_extra(head.id), "hookapi_folded": count},
+        )
+        return text, folded
+
+    async def _deliver(self, receipt: Receipt, folded: list[Receipt], text: str) -> None:
+        """Post one message (or digest) until delivered, given up, or handed back."""
         settled = paused = False
         telemetry = self._telemetry
         try:
             if telemetry is None:
-                settled = await self._attempt_all(receipt)
+                settled = await self._attempt_all(receipt, folded, text)
             else:
                 with telemetry.delivering(self._links.get(receipt.id), receipt.id):
-                    settled = await self._attempt_all(receipt)
+                    settled = await self._attempt_all(receipt, folded, text)
             if settled:
-                self._links.pop(receipt.id, None)
+                for each in (receipt, *folded):
+                    self._links.pop(each.id, None)
             paused = not settled
         finally:
             if not settled:
-                # Paused, or cancelled (the outbox is closing): the message goes back in line.
+                # Paused, or cancelled (the outbox is closing): the messages go back in line.
                 with anyio.CancelScope(shield=True):
-                    await self._hand_back(receipt, cancelled=not paused)
+                    for each in (receipt, *folded):
+                        await self._hand_back(each, cancelled=not paused)
 
-    async def _attempt_all(self, receipt: Receipt) -> bool:
-        receipt.state = ReceiptState.SENDING
-        self._log_state(receipt)
+    async def _attempt_all(self, receipt: Receipt, folded: list[Receipt], text: str) -> bool:
+        for each in (receipt, *folded):
+            each.state = ReceiptState.SENDING
+            self._log_state(each)
         if self._at_most_once:
             try:
-                await self._store.update(receipt.id, StoredState.SENDING)
+                for each in (receipt, *folded):
+                    await self._store.update(each.id, StoredState.SENDING)
             except StoreError as exc:
                 # Unrecorded, a crash mid-send would resend it: at_most_once must not send.
                 self._pause(exc)
@@ -539,7 +614,7 @@ class Outbox:
                 return True
             deadline = math.inf if receipt.expires_at is None else receipt.expires_at - now
             try:
-                result = await self._client.post_message(receipt.text, deadline=deadline)
+                result = await self._client.post_message(text, deadline=deadline)
             except HookAPIError as exc:
                 rounds += 1
                 verdict = self._verdict(exc, receipt)
@@ -550,7 +625,8 @@ class Outbox:
                     await self._finish_dropped(receipt, "its ttl passed before it could be sent")
                     return True
                 if verdict in ("failed", "unknown"):
-                    await self._finish_dead(receipt, exc, ReceiptState(verdict))
+                    for each in (receipt, *folded):
+                        await self._finish_dead(each, exc, ReceiptState(verdict))
                     return True
                 delay = self._client.retry_policy.backoff(rounds, exc)
                 logger.info(
@@ -563,7 +639,9 @@ class Outbox:
                 )
                 await anyio.sleep(delay)
             else:
-                await self._finish_delivered(receipt, result)
+                digest = receipt.id if folded else None
+                for each in (receipt, *folded):
+                    await self._finish_delivered(each, result, digest=digest)
                 return True
 
     def _verdict(
@@ -590,9 +668,12 @@ class Outbox:
 
     # -- outcomes ------------------------------------------------------------------------------
 
-    async def _finish_delivered(self, receipt: Receipt, result: PostResult) -> None:
+    async def _finish_delivered(
+        self, receipt: Receipt, result: PostResult, *, digest: int | None = None
+    ) -> None:
         await self._record(receipt.id, None)
         self._sending.pop(receipt.id, None)
+        receipt.digest = digest
         receipt._settle(ReceiptState.DELIVERED, result=result, error=None)
         self._log_state(receipt)
         self._notify()
@@ -761,6 +842,10 @@ class Outbox:
                 receipt.state.value,
                 extra={**_extra(receipt.id), "hookapi_state": receipt.state.value},
             )
+
+
+#: Messages one digest may carry at most, however small they are.
+_MAX_FOLD = 10_000
 
 
 def _extra(id: int) -> dict[str, object]:

@@ -90,7 +90,7 @@ class Receipt:
     :class:`OutboxClosedError` when the outbox closed first and kept it for the next start).
     """
 
-    __slots__ = ("_done", "_error", "_result", "expires_at", "id", "state", "text")
+    __slots__ = ("_done", "_error", "_result", "digest", "expires_at", "id", "state", "text")
 
     def __init__(self, id: int, text: str, *, expires_at: float | None = None) -> None:
         self.id = id
@@ -98,6 +98,9 @@ class Receipt:
         self.state = ReceiptState.QUEUED
         #: When (``anyio.current_time()``) the message is dropped if not sent; ``None``: never.
         self.expires_at = expires_at
+        #: Delivered in a digest (``Outbox(coalesce=...)``): the id of the digest's first
+        #: message, whose answer this receipt shares; ``None`` when posted on its own.
+        self.digest: int | None = None
         self._result: PostResult | None = None
         self._error: HookAPIError | None = None
         self._done: anyio.Event | None = None
@@ -150,6 +153,7 @@ class Receipt:
 
     def _requeue(self) -> None:
         self.state = ReceiptState.QUEUED
+        self.digest = None
 
 
 def dropped_error(receipt: Receipt, why: str) -> MessageDroppedError:

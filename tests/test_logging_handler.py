@@ -1,0 +1,323 @@
+"""HookHandler: records reach the hook under its quota, in digests; logging never suffers for it."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import logging.config
+import math
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+import tracemalloc
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx
+import pytest
+from trio.testing import MockClock
+
+from hookapi import InvalidInputError
+from hookapi.emulator import Emulator, Hook
+from hookapi.logging import HookHandler
+from hookapi.testing import VirtualTimeEventLoop, make_client, serve_in_thread
+
+RECORD = re.compile(r"^payment (\d+) failed", re.MULTILINE)
+SUMMARY = re.compile(r"^\.\.\. and (\d+) more ERROR records? ", re.MULTILINE)
+
+
+@pytest.fixture
+def emulator() -> Emulator:
+    return Emulator(per_hour=60, per_day=1000)
+
+
+@pytest.fixture
+def hook(emulator: Emulator) -> Hook:
+    return emulator.create_hook("Alerts")
+
+
+@pytest.fixture
+def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
+    """A logger of the application's own, detached from the root and cleaned up after."""
+    log = logging.getLogger(f"app.{request.node.name}")
+    log.propagate = False
+    yield log
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+
+
+def posted(emulator: Emulator) -> list[str]:
+    return [message.text for message in emulator.messages()]
+
+
+def held(snapshot: tracemalloc.Snapshot) -> int:
+    return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+def accounted(texts: list[str]) -> tuple[list[int], int]:
+    """The record numbers shown whole, in order, and how many records summaries counted."""
+    shown = [int(n) for text in texts for n in RECORD.findall(text)]
+    counted = sum(int(n) for text in texts for n in SUMMARY.findall(text))
+    return shown, counted
+
+
+@pytest.mark.anyio
+async def test_a_flood_of_500_records_against_60_an_hour_arrives_in_a_few_digests(
+    emulator: Emulator, hook: Hook, logger: logging.Logger
+) -> None:
+    handler = HookHandler(make_client(emulator, hook), drain_timeout=math.inf)
+    logger.addHandler(handler)
+    start = anyio.current_time()
+    first: float | None = None
+    async with handler.delivering():
+        for i in range(500):  # 500 records in 10 s
+            logger.error("payment %d failed for order %s", i, f"A{i % 7}")
+            await anyio.sleep(0.02)
+            if first is None and emulator.messages():
+                first = anyio.current_time() - start
+    finished = anyio.current_time() - start
+    texts = posted(emulator)
+    shown, counted = accounted(texts)
+    assert shown == sorted(shown)  # in order
+    assert len(set(shown)) == len(shown)  # none twice
+    assert len(shown) + counted == 500  # every record, in words or in a count
+    assert shown[0] == 0
+    assert emulator.status_counts == {200: len(texts)}  # not one refusal
+    assert len(texts) <= 10  # a handful, not 500 messages over eight hours
+    assert first is not None
+    assert first < 1.0
+    assert finished <= 600.0
+    assert "of them like: payment" in texts[-1]
+
+
+@pytest.mark.anyio
+async def test_records_logged_from_threads_arrive_while_delivering_on_the_loop(
+    emulator: Emulator, hook: Hook, logger: logging.Logger
+) -> None:
+    handler = HookHandler(make_client(emulator, hook), drain_timeout=math.inf)
+    logger.addHandler(handler)
+
+    def log_from_a_thread(n: int) -> None:
+        for i in range(10):
+            logger.error("payment %d failed", n * 10 + i)
+
+    async with handler.delivering(), anyio.create_task_group() as tasks:
+        for n in range(5):
+            tasks.start_soon(anyio.to_thread.run_sync, log_from_a_thread, n)
+    shown, counted = accounted(posted(emulator))
+    assert len(shown) + counted == 50
+    assert emulator.status_counts == {200: len(posted(emulator))}
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_handlers_own_thread_delivers_records_from_many_threads(
+    emulator: Emulator, hook: Hook, logger: logging.Logger, backend: str
+) -> None:
+    options: dict[str, Any] = (
+        {"clock": MockClock(autojump_threshold=0)}
+        if backend == "trio"
+        else {"loop_factory": VirtualTimeEventLoop}
+    )
+    handler = HookHandler(
+        make_client(emulator, hook),
+        drain_timeout=math.inf,
+        backend=backend,  # type: ignore[arg-type]
+        backend_options=options,
+    )
+    logger.addHandler(handler)
+
+    def log(n: int) -> None:
+        for i in range(50):
+            logger.error("payment %d failed", n * 50 + i)
+
+    threads = [threading.Thread(target=log, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    handler.close()
+    assert not any(t.name == "hookapi-log-handler" and t.is_alive() for t in threading.enumerate())
+    shown, counted = accounted(posted(emulator))
+    assert len(set(shown)) == len(shown)
+    assert len(shown) + counted == 200
+    assert emulator.status_counts == {200: len(posted(emulator))}
+
+
+@pytest.mark.anyio
+async def test_records_of_hookapi_and_its_http_stack_are_never_sent(
+    emulator: Emulator, hook: Hook
+) -> None:
+    handler = HookHandler(make_client(emulator, hook))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        async with handler.delivering():
+            for name in ("hookapi", "hookapi.outbox", "httpx", "httpcore.connection"):
+                logging.getLogger(name).error("internal trouble in %s", name)
+            logging.getLogger("app").error("the application's error")
+    finally:
+        root.removeHandler(handler)
+    assert posted(emulator) == ["the application's error"]
+
+
+@pytest.mark.anyio
+async def test_a_full_queue_drops_counts_and_says_so_in_the_next_message(
+    emulator: Emulator, hook: Hook, logger: logging.Logger
+) -> None:
+    handler = HookHandler(make_client(emulator, hook), capacity=5, drain_timeout=math.inf)
+    logger.addHandler(handler)
+    async with handler.delivering():
+        for i in range(20):  # no await: the pump cannot run, the queue fills
+            logger.error("payment %d failed", i)
+        assert handler.dropped == 15
+        await anyio.sleep(1)  # the pump takes the five
+        logger.error("payment %d failed", 20)
+    texts = posted(emulator)
+    assert texts[0].startswith("(15 records were dropped: the log handler's queue of 5 was full)")
+    shown, counted = accounted(texts)
+    assert len(shown) + counted == 6
+    assert handler.dropped == 0
+
+
+@pytest.mark.anyio
+async def test_the_hook_failing_throughout_leaves_logging_working_and_memory_bounded(
+    emulator: Emulator, hook: Hook, logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """503 and 429 for an hour: nothing of hookapi's own trouble is sent, nothing piles up."""
+    attempts = 0
+
+    def failing(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        body = request.content
+        assert b"hookapi" not in body
+        assert b"503" not in body
+        assert b"429" not in body
+        assert b"payment" in body
+        return httpx.Response(503 if attempts % 2 else 429, text="go away")
+
+    client = make_client(emulator, hook, transport=httpx.MockTransport(failing))
+    handler = HookHandler(client, capacity=100, drain_timeout=5.0)
+    logger.addHandler(handler)
+    logging.getLogger().addHandler(handler)  # the root too: hookapi's warnings reach it
+    # Only what hookapi's lines allocate counts (pytest keeps every record it captures).
+    ours = [tracemalloc.Filter(inclusive=True, filename_pattern="*/hookapi/*")]
+    tracemalloc.start()
+    try:
+        async with handler.delivering():
+            for minute in range(60):
+                for i in range(100):
+                    logger.error("payment %d failed in minute %d", i, minute)
+                if minute == 5:
+                    gc.collect()
+                    early = held(tracemalloc.take_snapshot().filter_traces(ours))
+                await anyio.sleep(60)
+            gc.collect()
+            late = held(tracemalloc.take_snapshot().filter_traces(ours))
+    finally:
+        tracemalloc.stop()
+        logging.getLogger().removeHandler(handler)
+    assert late - early < 256 * 1024  # 5,400 more records, and no more memory to speak of
+    # It kept trying, as the 429s let it, and every attempt carried only the app's records.
+    assert attempts >= 3
+    assert "hookapi" in caplog.text  # its trouble was logged, to the hookapi logger only
+
+
+def test_emit_never_raises_and_bad_options_are_refused(
+    emulator: Emulator, hook: Hook, logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = HookHandler(make_client(emulator, hook))
+    logger.addHandler(handler)
+    bad = {"name": "app", "msg": "%d is not a number", "args": ("x",), "levelname": "ERROR"}
+    handler.handle(logging.makeLogRecord(bad))  # the format fails in emit
+    assert "Logging error" in capsys.readouterr().err
+    with pytest.raises(InvalidInputError):
+        HookHandler("not a url")
+    with pytest.raises(InvalidInputError, match="capacity"):
+        HookHandler(make_client(emulator, hook), capacity=0)
+    with pytest.raises(InvalidInputError, match="backend"):
+        HookHandler(make_client(emulator, hook), backend="curio")  # type: ignore[arg-type]
+
+
+def test_an_unclosed_handler_warns_and_its_thread_ends(emulator: Emulator, hook: Hook) -> None:
+    options = {"loop_factory": VirtualTimeEventLoop}
+    handler = HookHandler(make_client(emulator, hook), backend_options=options)
+    handler.emit(logging.makeLogRecord({"name": "app", "msg": "one", "levelname": "ERROR"}))
+    thread = next(t for t in threading.enumerate() if t.name == "hookapi-log-handler")
+    with pytest.warns(ResourceWarning, match="unclosed <HookHandler ERROR"):
+        del handler  # no cycle holds it: finalised here, as gc.collect() would
+    thread.join(20)
+    assert not thread.is_alive()
+    assert posted(emulator) == ["one"]
+
+
+def test_dict_config_builds_it_from_the_environment(
+    emulator: Emulator, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKAPI_URL", hook.url)
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "chat": {
+                    "class": "hookapi.logging.HookHandler",
+                    "level": "CRITICAL",
+                    "capacity": 50,
+                    "burst": 1,
+                }
+            },
+            "loggers": {"app.configured": {"handlers": ["chat"], "propagate": False}},
+        }
+    )
+    log = logging.getLogger("app.configured")
+    (handler,) = log.handlers
+    try:
+        assert isinstance(handler, HookHandler)
+        assert handler.level == logging.CRITICAL
+        assert repr(handler).startswith("<HookHandler CRITICAL http://emulator.localhost/")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+CHILD = textwrap.dedent(
+    """
+    import logging, sys
+    from hookapi.logging import HookHandler
+
+    logging.basicConfig(level=logging.INFO)
+    logging.getLogger().addHandler(HookHandler(sys.argv[1], drain_timeout=float(sys.argv[2])))
+    logging.getLogger("job").error("the nightly job failed")
+    # no close(): the interpreter's exit must deliver it, or give up in time
+    """
+)
+
+
+@pytest.mark.socket
+def test_a_process_that_logs_and_exits_without_closing_delivers_and_ends() -> None:
+    emulator = Emulator(per_hour=60, per_day=1000)
+    hook = emulator.create_hook("Jobs")
+    with serve_in_thread(emulator) as server:
+        url = hook.url_for(server.url)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, url, "10"], check=False, capture_output=True, timeout=60
+        )
+    assert done.returncode == 0, done.stderr
+    assert [m.text for m in emulator.messages()] == ["the nightly job failed"]
+
+
+@pytest.mark.socket
+def test_a_process_whose_hook_is_unreachable_still_exits() -> None:
+    with serve_in_thread(Emulator()) as server:
+        url = f"{server.url}/35d7bef2-3d7e-11ec-bfa2-42010a200115/{'ab' * 32}"
+    # The server is gone: every attempt is refused, and exit gives up after the drain.
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, url, "0.2"], check=False, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
