@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Final
 import httptools
 import httpx
 
-from ._transport import ATTEMPT_OVER, WRITE_EXTENSION, reuse_within
+from .._quota import rate_limit_of
+from ._transport import ATTEMPT_OVER, RATE_LIMIT_EXTENSION, WRITE_EXTENSION, reuse_within
 
 if TYPE_CHECKING:
     import ssl
@@ -158,6 +159,7 @@ class H1Connection(asyncio.Protocol):
         "_headers",
         "_interim",
         "_keep_alive",
+        "_limits",
         "_loop",
         "_lost",
         "_parser",
@@ -214,6 +216,7 @@ class H1Connection(asyncio.Protocol):
 
     def _new_head(self) -> None:
         self._headers: list[tuple[bytes, bytes]] = []
+        self._limits: dict[bytes, bytes] = {}  # X-Rate-Limit-* values, by the rest of the name
         self._reason = b""
         self._head_bytes = 0
         self._head_done = False
@@ -354,6 +357,10 @@ class H1Connection(asyncio.Protocol):
             self._te_seen = True
         elif lower == b"keep-alive":
             self.reuse_within = reuse_within(value)
+        elif lower[:13] == b"x-rate-limit-":
+            # Picked out here, while llhttp reports the line: the quota reads these four on
+            # every answer, and a second pass over the headers would cost as much again.
+            self._limits.setdefault(lower[13:], headers[-1][1])
 
     def on_headers_complete(self) -> None:
         # llhttp resets its flags once the message completes: read them now.
@@ -472,6 +479,7 @@ class H1Connection(asyncio.Protocol):
             extensions={
                 "http_version": b"HTTP/" + parser.get_http_version().encode("ascii"),
                 "reason_phrase": self._reason,
+                RATE_LIMIT_EXTENSION: rate_limit_of(self._limits),
             },
         )
 

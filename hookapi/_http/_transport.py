@@ -208,15 +208,24 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
             raise
         finally:
             request.url = public_url
-        headers = response.headers
-        rate_limit = RateLimit.from_headers(headers)
+        # hookapi's own connections parse the rate-limit headers as they arrive; any other
+        # transport's answer is read here.
+        answer = response.extensions
+        rate_limit = (
+            answer[RATE_LIMIT_EXTENSION]
+            if RATE_LIMIT_EXTENSION in answer
+            else RateLimit.from_headers(response.headers)
+        )
         status = response.status_code
-        retry_after = parse_retry_after(headers.get("retry-after")) if status == 429 else None
+        retry_after = (
+            parse_retry_after(response.headers.get("retry-after")) if status == 429 else None
+        )
         await gate.settle(
             reservation,
             QuotaAnswer(status_code=status, rate_limit=rate_limit, retry_after=retry_after),
         )
-        response.extensions = {**response.extensions, RATE_LIMIT_EXTENSION: rate_limit}
+        if RATE_LIMIT_EXTENSION not in answer:
+            response.extensions = {**answer, RATE_LIMIT_EXTENSION: rate_limit}
         return response
 
     async def aclose(self) -> None:

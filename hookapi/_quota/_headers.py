@@ -79,6 +79,27 @@ class RateLimit:
         )
 
 
+#: The four header names after ``x-rate-limit-``, lower case, as the llhttp path sees them.
+RAW_FIELDS = (b"total-per-hour", b"total-per-day", b"used", b"remaining")
+
+
+def rate_limit_of(found: dict[bytes, bytes]) -> RateLimit | None:
+    """:meth:`RateLimit.from_headers` for values already picked out of the raw header lines.
+
+    Args:
+        found: The first value of each ``X-Rate-Limit-*`` header, keyed by the lower-case
+            rest of its name (the connection collects them while it parses the head).
+    """
+    if not found:
+        return None
+    get = found.get
+    per_hour, per_day, used, remaining = (
+        None if (value := get(name)) is None else _parse_count(value.decode("latin-1"))
+        for name in RAW_FIELDS
+    )
+    return RateLimit(per_hour=per_hour, per_day=per_day, used=used, remaining=remaining)
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Parse ``Retry-After`` (delay seconds or an HTTP-date) into seconds from now.
 

@@ -34,6 +34,8 @@ from hookapi._http._h1 import (
     open_connection,
 )
 from hookapi._http._pool import ConnectionPool, _Slots, _time_out
+from hookapi._http._transport import RATE_LIMIT_EXTENSION
+from hookapi._quota import RateLimit
 from hookapi.emulator import Emulator
 from hookapi.testing import VirtualTimeEventLoop, assert_posted
 
@@ -224,6 +226,34 @@ async def test_a_body_without_length_runs_to_the_close() -> None:
         for _ in range(2):
             assert (await fetch(pool, server)).content == b"until the very end"
     assert server.connections == 2
+
+
+RATE_LIMIT_HEADS = {
+    "all four": b"X-Rate-Limit-Total-Per-Hour: 60\r\nX-Rate-Limit-Total-Per-Day: 600\r\n"
+    b"X-Rate-Limit-Used: 7\r\nX-Rate-Limit-Remaining: 53\r\n",
+    "case and spaces": b"x-RATE-limit-remaining:  5 \t\r\nX-Rate-Limit-USED:3\r\n",
+    "first of two wins": b"X-Rate-Limit-Remaining: 9\r\nX-Rate-Limit-Remaining: 1\r\n",
+    "malformed": b"X-Rate-Limit-Remaining: -1\r\nX-Rate-Limit-Used: 1e3\r\n"
+    b"X-Rate-Limit-Total-Per-Hour: 99999999999999\r\nX-Rate-Limit-Total-Per-Day: \xb2\r\n",
+    "unknown suffix only": b"X-Rate-Limit-Reset: 30\r\n",
+    "none": b"X-Other: 1\r\n",
+}
+
+
+@pytest.mark.parametrize("head", RATE_LIMIT_HEADS.values(), ids=RATE_LIMIT_HEADS.keys())
+async def test_rate_limit_headers_are_read_while_parsing_as_from_headers_reads_them(
+    head: bytes,
+) -> None:
+    # The connection picks the four values out as llhttp reports them; the answer must be the
+    # one RateLimit.from_headers gives for the same headers (the path any other transport takes).
+    interim = b"HTTP/1.1 103 Early Hints\r\nX-Rate-Limit-Remaining: 77\r\n\r\n"
+    answer = interim + b"HTTP/1.1 200 OK\r\n" + head + b"Content-Length: 2\r\n\r\nok"
+    async with serve(answering(answer)) as server, ConnectionPool() as pool:
+        response = await fetch(pool, server)
+    parsed = response.extensions[RATE_LIMIT_EXTENSION]
+    assert parsed == RateLimit.from_headers(response.headers)
+    if head == RATE_LIMIT_HEADS["all four"]:
+        assert parsed == RateLimit(per_hour=60, per_day=600, used=7, remaining=53)
 
 
 async def test_interim_answers_are_skipped() -> None:
