@@ -79,10 +79,6 @@ class RateLimit:
         )
 
 
-#: The four header names after ``x-rate-limit-``, lower case, as the llhttp path sees them.
-RAW_FIELDS = (b"total-per-hour", b"total-per-day", b"used", b"remaining")
-
-
 def rate_limit_of(found: dict[bytes, bytes]) -> RateLimit | None:
     """:meth:`RateLimit.from_headers` for values already picked out of the raw header lines.
 
@@ -93,11 +89,19 @@ def rate_limit_of(found: dict[bytes, bytes]) -> RateLimit | None:
     if not found:
         return None
     get = found.get
-    per_hour, per_day, used, remaining = (
-        None if (value := get(name)) is None else _parse_count(value.decode("latin-1"))
-        for name in RAW_FIELDS
+    return RateLimit(
+        per_hour=_raw_count(get(b"total-per-hour")),
+        per_day=_raw_count(get(b"total-per-day")),
+        used=_raw_count(get(b"used")),
+        remaining=_raw_count(get(b"remaining")),
     )
-    return RateLimit(per_hour=per_hour, per_day=per_day, used=used, remaining=remaining)
+
+
+def _raw_count(value: bytes | None) -> int | None:
+    # bytes.isdigit() is ASCII digits only; anything else goes the way from_headers takes it.
+    if value is not None and value.isdigit() and len(value) <= 12:
+        return int(value)
+    return None if value is None else _parse_count(value.decode("latin-1"))
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
