@@ -424,10 +424,25 @@ class AsyncHookClient:
         total = self._retry.deadline if deadline is None else check_timeout("deadline", deadline)
         started = anyio.current_time()
         deadline_at = started + total
-        call = _Call(self, body, attempt_timeout, deadline_at)
+        call = _Call(self, body, attempt_timeout, deadline_at, total)
+        what = f"POST {self._url_text}"
+        if self._transport.bounds_every_wait():
+            # The fast path: the quota answers without awaiting and every wait of the
+            # connection ends by the deadline, so no cancel scope is needed to keep it; an
+            # attempt that reaches the deadline fails as the scope would have failed it.
+            call.unscoped = True
+            response = await call_with_retries(
+                self._retry, call.attempt, deadline_at=deadline_at, what=what
+            )
+            return PostResult(
+                status_code=response.status_code,
+                attempts=call.sent,
+                rate_limit=response.extensions.get(RATE_LIMIT_EXTENSION),
+                elapsed=anyio.current_time() - started,
+            )
         with anyio.CancelScope(deadline=deadline_at) as scope:
             response = await call_with_retries(
-                self._retry, call.attempt, deadline_at=deadline_at, what=f"POST {self._url_text}"
+                self._retry, call.attempt, deadline_at=deadline_at, what=what
             )
             return PostResult(
                 status_code=response.status_code,
@@ -442,11 +457,16 @@ class AsyncHookClient:
             error = self._local_refusal(gate.estimate(), waited=True)
             error.attempts = call.sent
             raise error
-        raise APITimeoutError(
-            f"POST {self._url_text} did not finish within its {total:g} s deadline.",
+        error = self._deadline_error(call)
+        error.attempts = call.sent + call.sending()
+        raise error
+
+    def _deadline_error(self, call: _Call) -> APITimeoutError:
+        """The error of a call whose deadline ended while an attempt was under way."""
+        return APITimeoutError(
+            f"POST {self._url_text} did not finish within its {call.total:g} s deadline.",
             url=self._url_text,
             delivery=Delivery.UNKNOWN if call.sending() else Delivery.NOT_SENT,
-            attempts=call.sent + call.sending(),
         )
 
     async def _send(self, call: _Call, attempt: int) -> httpx.Response:
@@ -476,14 +496,18 @@ class AsyncHookClient:
         except (httpx.TransportError, QuotaWaitTooLong) as exc:
             failure = exc
         else:
-            return await self._handle(response)
+            return await self._handle(response, call)
         # Raised outside the except block, so the original is not even the implicit context,
         # and dropped from this frame: its traceback reaches the frames that held the real
         # URL and the proxy's credentials. The cause is a copy with redacted texts, no frames.
         if isinstance(failure, QuotaWaitTooLong):
             wait = failure.wait
             del failure
-            raise self._local_refusal(wait)
+            # Unscoped, a wait the deadline ended is told as the cancel scope would tell it.
+            raise self._local_refusal(wait, waited=call.past_deadline())
+        if isinstance(failure, httpx.TimeoutException) and call.past_deadline():
+            del failure
+            raise self._deadline_error(call)
         error = self._connection_error(failure)
         cause = sanitized_chain(failure, self._hide)
         del failure
@@ -514,18 +538,24 @@ class AsyncHookClient:
         error.local = True
         return error
 
-    async def _handle(self, response: httpx.Response) -> httpx.Response:
+    async def _handle(self, response: httpx.Response, call: _Call) -> httpx.Response:
         """Return a success (its body drained, so the connection is reused) or raise its error."""
         rate_limit = response.extensions.get(RATE_LIMIT_EXTENSION)
         if rate_limit is not None:
             self._rate_limit = rate_limit
         if 200 <= response.status_code < 300:
+            stalled = False
             try:
                 await _read_bounded(response)
+            except httpx.TimeoutException:
+                stalled = True  # the status said it was posted; a broken tail does not change that
             except httpx.TransportError:
-                pass  # the status said it was posted; a broken tail does not change that
+                pass
             finally:
                 await response.aclose()
+            if stalled and call.past_deadline():
+                # ... unless the tail ran into the deadline: the cancel scope ends such a call.
+                raise self._deadline_error(call)
             return response
         raise await self._status_error(response, rate_limit)
 
@@ -600,16 +630,34 @@ class AsyncHookClient:
 class _Call:
     """The state of one post_message call, shared by its attempts."""
 
-    __slots__ = ("attempts", "body", "client", "deadline_at", "extensions", "sent", "timeout")
+    __slots__ = (
+        "attempts",
+        "body",
+        "client",
+        "deadline_at",
+        "extensions",
+        "sent",
+        "timeout",
+        "total",
+        "unscoped",
+    )
 
-    def __init__(self, client: AsyncHookClient, body: bytes, timeout: float, deadline_at: float):
+    def __init__(
+        self, client: AsyncHookClient, body: bytes, timeout: float, deadline_at: float, total: float
+    ) -> None:
         self.client = client
         self.body = body
         self.timeout = timeout
         self.deadline_at = deadline_at
+        self.total = total
+        self.unscoped = False  # no cancel scope keeps the deadline: the waits' own timers do
         self.attempts = 0
         self.sent = 0  # requests that may have reached the network
         self.extensions: dict[str, Any] = {}
+
+    def past_deadline(self) -> bool:
+        """Whether the call runs without a cancel scope and its deadline has come."""
+        return self.unscoped and anyio.current_time() >= self.deadline_at
 
     def sending(self) -> bool:
         """Whether the latest attempt was handed to the network (so it may have arrived)."""

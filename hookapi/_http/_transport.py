@@ -17,6 +17,7 @@ import httpx
 from .._exceptions import Delivery
 from .._quota import (
     HookKey,
+    MemoryQuota,
     QuotaAnswer,
     QuotaGate,
     QuotaStore,
@@ -48,7 +49,8 @@ __all__ = [
 ATTEMPT_EXTENSION = "hookapi.attempt_timeout"
 #: The text of the timeout error when the attempt's whole bound, not one wait's, ran out.
 ATTEMPT_OVER = "The request and its answer did not finish within the attempt's timeout."
-#: Request extension: the call's absolute deadline, in ``anyio.current_time()`` seconds.
+#: Request extension: the call's absolute deadline, in ``anyio.current_time()`` seconds; the
+#: default pool ends every wait of the attempt by it too.
 DEADLINE_EXTENSION = "hookapi.deadline"
 #: Request extension set to True once bytes of the request may have reached the network: when
 #: the inner transport calls :data:`WRITE_EXTENSION`, or (a transport that never does) as soon
@@ -166,6 +168,19 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
 
     def __repr__(self) -> str:
         return f"<RateLimitTransport inner={type(self._inner).__name__}>"
+
+    def bounds_every_wait(self) -> bool:
+        """Whether every wait of a request through here ends by its deadline on its own.
+
+        True when the store answers without awaiting (the process's :class:`MemoryQuota`:
+        its queue's waits end at the deadline) and the inner transport's connections end
+        each wait by the attempt's end and the deadline (the default pool's asyncio path).
+        The caller then needs no cancel scope to keep the deadline.
+        """
+        if type(self._store) is not MemoryQuota:
+            return False
+        bounds = getattr(self._inner, "bounds_every_wait", None)
+        return bounds is not None and bool(bounds())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Wait for the quota, send through the inner transport, and learn from the answer.
