@@ -33,6 +33,7 @@ from ._exceptions import (
 from ._http import (
     ATTEMPT_EXTENSION,
     DEADLINE_EXTENSION,
+    FIELDS_EXTENSION,
     QUOTA_WAIT_EXTENSION,
     RATE_LIMIT_EXTENSION,
     SENDING_EXTENSION,
@@ -264,14 +265,14 @@ class AsyncHookClient:
         agent: object = user_agent or f"hookapi/{__version__}"
         if not isinstance(agent, str) or not agent.isprintable() or not agent.isascii():
             raise InvalidInputError("user_agent must be printable ASCII text.")
-        self._header_pairs: list[tuple[bytes, bytes]] = [
+        self._header_pairs, self._fields = _head(
             (b"Host", self._url.netloc),
             (b"Accept", b"*/*"),
             # Nothing compressed: an error body (from a proxy, say) must reach the error as JSON.
             (b"Accept-Encoding", b"identity"),
             (b"Content-Type", b"application/json"),
             (b"User-Agent", agent.encode("ascii")),
-        ]
+        )
         self._rate_limit: RateLimit | None = None
         self._closed = False
         self._loop: object | None = None  # the event loop of the first post
@@ -457,9 +458,9 @@ class AsyncHookClient:
             error = self._local_refusal(gate.estimate(), waited=True)
             error.attempts = call.sent
             raise error
-        error = self._deadline_error(call)
-        error.attempts = call.sent + call.sending()
-        raise error
+        timeout_error = self._deadline_error(call)
+        timeout_error.attempts = call.sent + call.sending()
+        raise timeout_error
 
     def _deadline_error(self, call: _Call) -> APITimeoutError:
         """The error of a call whose deadline ended while an attempt was under way."""
@@ -487,6 +488,7 @@ class AsyncHookClient:
                 "timeout": {"connect": t, "read": t, "write": t, "pool": t},
                 ATTEMPT_EXTENSION: t,
                 DEADLINE_EXTENSION: call.deadline_at,
+                FIELDS_EXTENSION: self._fields,
             },
         )
         call.extensions = request.extensions
@@ -693,6 +695,15 @@ async def _read_bounded(response: httpx.Response) -> bytes:
         if aclose is not None:
             await aclose()
     return b"".join(chunks)[:MAX_ERROR_BODY]
+
+
+def _head(*pairs: tuple[bytes, bytes]) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The request's headers but ``Content-Length``: as pairs, and as the lines to send.
+
+    The lines go to the default pool's connections (``FIELDS_EXTENSION``), which send them as
+    they are: built once per client, not per request.
+    """
+    return list(pairs), b"".join(b"%b: %b\r\n" % pair for pair in pairs)
 
 
 def _hider(secret: Secret, proxy: httpx.URL | None) -> Callable[[str], str]:

@@ -22,7 +22,13 @@ import httptools
 import httpx
 
 from .._quota import rate_limit_of
-from ._transport import ATTEMPT_OVER, RATE_LIMIT_EXTENSION, WRITE_EXTENSION, reuse_within
+from ._transport import (
+    ATTEMPT_OVER,
+    FIELDS_EXTENSION,
+    RATE_LIMIT_EXTENSION,
+    WRITE_EXTENSION,
+    reuse_within,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -484,22 +490,30 @@ class H1Connection(asyncio.Protocol):
         )
 
     async def _send(self, request: httpx.Request, write_timeout: float | None) -> None:
-        head, declared, chunked, body = _request_head(request)
+        fields = request.extensions.get(FIELDS_EXTENSION)
+        stream = request.stream
+        body: bytes | None
+        if fields is not None and type(stream) is httpx.ByteStream:
+            # The client's own request: its header lines were built (and checked) once, and
+            # only the length of its in-memory body changes from message to message.
+            body = b"".join(stream)
+            declared, chunked = len(body), False
+            head = _request_line(request) + fields + b"Content-Length: %d\r\n\r\n" % declared
+        else:
+            head, declared, chunked, body = _request_head(request)
         # From here on, whatever arrives is this request's answer.
         if self._parser is None:
             self._parser = httptools.HttpResponseParser(self)
         self._reset_answer(head_only=request.method == "HEAD")
         self._complete = False
         self._active = True
-        stream: httpx.AsyncByteStream | None = None
+        in_memory = body is not None
         if body is not None:
             if chunked:
                 body = b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
             head += body
-        else:
-            if not isinstance(request.stream, httpx.AsyncByteStream):
-                raise httpx.LocalProtocolError("The request body is not an async stream.")
-            stream = request.stream
+        elif not isinstance(stream, httpx.AsyncByteStream):
+            raise httpx.LocalProtocolError("The request body is not an async stream.")
         # The one place where the request's first byte leaves: nothing was sent before it.
         waits = self._put(head)
         # Dropped before any wait: a traceback through this frame (a write timeout, a
@@ -507,10 +521,10 @@ class H1Connection(asyncio.Protocol):
         del head, body
         if waits:
             await self._drained(write_timeout)
-        if stream is None:
+        if in_memory:
             return
         sent = 0
-        async for chunk in stream:
+        async for chunk in stream:  # type: ignore[union-attr]
             sent += len(chunk)
             if 0 <= declared < sent:
                 raise httpx.LocalProtocolError("The request body is longer than its header says.")

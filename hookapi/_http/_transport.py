@@ -34,6 +34,7 @@ __all__ = [
     "ATTEMPT_EXTENSION",
     "ATTEMPT_OVER",
     "DEADLINE_EXTENSION",
+    "FIELDS_EXTENSION",
     "QUOTA_WAIT_EXTENSION",
     "RATE_LIMIT_EXTENSION",
     "SENDING_EXTENSION",
@@ -60,6 +61,10 @@ SENDING_EXTENSION = "hookapi.sending"
 #: first byte of the request is written to the network. A transport that does so says it with
 #: a true class attribute ``hookapi_on_write``; any other is assumed to send on entry.
 WRITE_EXTENSION = "hookapi.on_write"
+#: Request extension: the request's header lines but ``Content-Length``, as bytes ready to send
+#: (each line ends in CRLF), built once per client from the same pairs as its headers; the
+#: default pool's connections send them as they are, with the length of the in-memory body.
+FIELDS_EXTENSION = "hookapi.fields"
 #: Request extension: the :class:`~hookapi._quota.QuotaGate` the request is waiting in, present
 #: while it waits for the quota and after a wait that ended in an error or a cancellation (so
 #: a deadline that ends there is a quota refusal).

@@ -34,7 +34,7 @@ from hookapi._http._h1 import (
     open_connection,
 )
 from hookapi._http._pool import ConnectionPool, _Slots, _time_out
-from hookapi._http._transport import RATE_LIMIT_EXTENSION
+from hookapi._http._transport import FIELDS_EXTENSION, RATE_LIMIT_EXTENSION
 from hookapi._quota import RateLimit
 from hookapi.emulator import Emulator
 from hookapi.testing import VirtualTimeEventLoop, assert_posted
@@ -254,6 +254,36 @@ async def test_rate_limit_headers_are_read_while_parsing_as_from_headers_reads_t
     assert parsed == RateLimit.from_headers(response.headers)
     if head == RATE_LIMIT_HEADS["all four"]:
         assert parsed == RateLimit(per_hour=60, per_day=600, used=7, remaining=53)
+
+
+async def test_a_client_request_sends_its_prebuilt_fields_as_the_general_path_would() -> None:
+    # The client's header lines are built once and sent as they are (FIELDS_EXTENSION); the
+    # bytes on the wire must be those the general path renders from the request's headers.
+    async with serve(answering(OK, OK, OK)) as server, ConnectionPool() as pool:
+        base = server.url.rsplit("/hook/", 1)[0]
+        client = AsyncHookClient(
+            hook_id="h1", secret="s" * 12, base_url=base, transport=pool, user_agent="ua/1"
+        )
+        async with client:
+            await client.post_message('héllo "there"')
+        body = b'{"message":"h\xc3\xa9llo \\"there\\""}'
+        pairs = [*client._header_pairs, (b"Content-Length", b"%d" % len(body))]
+        with_fields = request(server, "POST", content=body, headers=pairs)
+        with_fields.extensions[FIELDS_EXTENSION] = client._fields
+        await (await pool.handle_async_request(with_fields)).aread()
+        general = request(server, "POST", content=body, headers=pairs)
+        await (await pool.handle_async_request(general)).aread()
+    client_wire, fields_wire, general_wire = server.requests
+    assert fields_wire == general_wire
+    assert client_wire == general_wire.replace(b"/hook/secret", b"/h1/" + b"s" * 12 + b"/message")
+    assert client_wire.split(b"\r\n")[1:7] == [
+        b"Host: " + base.removeprefix("http://").encode(),
+        b"Accept: */*",
+        b"Accept-Encoding: identity",
+        b"Content-Type: application/json",
+        b"User-Agent: ua/1",
+        b"Content-Length: %d" % len(body),
+    ]
 
 
 async def test_interim_answers_are_skipped() -> None:
