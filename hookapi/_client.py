@@ -423,11 +423,18 @@ class AsyncHookClient:
         body = encode_message(text)
         attempt_timeout = self._timeout if timeout is None else check_timeout("timeout", timeout)
         total = self._retry.deadline if deadline is None else check_timeout("deadline", deadline)
-        started = anyio.current_time()
+        fast = self._transport.bounds_every_wait()
+        # On the fast path the loop is asyncio's, whose clock anyio.current_time() reads too:
+        # read it directly, without asking which library runs, several times a message.
+        loop: Any = self._loop
+        clock: Callable[[], float] = loop.time if fast else anyio.current_time
+        started = clock()
         deadline_at = started + total
-        call = _Call(self, body, attempt_timeout, deadline_at, total)
+        call = _Call(
+            self, body, timeout=attempt_timeout, deadline_at=deadline_at, total=total, clock=clock
+        )
         what = f"POST {self._url_text}"
-        if self._transport.bounds_every_wait():
+        if fast:
             # The fast path: the quota answers without awaiting and every wait of the
             # connection ends by the deadline, so no cancel scope is needed to keep it; an
             # attempt that reaches the deadline fails as the scope would have failed it.
@@ -439,7 +446,7 @@ class AsyncHookClient:
                 status_code=response.status_code,
                 attempts=call.sent,
                 rate_limit=response.extensions.get(RATE_LIMIT_EXTENSION),
-                elapsed=anyio.current_time() - started,
+                elapsed=clock() - started,
             )
         with anyio.CancelScope(deadline=deadline_at) as scope:
             response = await call_with_retries(
@@ -449,7 +456,7 @@ class AsyncHookClient:
                 status_code=response.status_code,
                 attempts=call.sent,
                 rate_limit=response.extensions.get(RATE_LIMIT_EXTENSION),
-                elapsed=anyio.current_time() - started,
+                elapsed=clock() - started,
             )
         assert scope.cancelled_caught
         gate = call.extensions.get(QUOTA_WAIT_EXTENSION)
@@ -471,7 +478,7 @@ class AsyncHookClient:
         )
 
     async def _send(self, call: _Call, attempt: int) -> httpx.Response:
-        remaining = call.deadline_at - anyio.current_time()
+        remaining = call.deadline_at - call.clock()
         if remaining <= 0:
             raise APITimeoutError(
                 f"POST {self._url_text} ran out of its deadline before attempt {attempt}.",
@@ -636,6 +643,7 @@ class _Call:
         "attempts",
         "body",
         "client",
+        "clock",
         "deadline_at",
         "extensions",
         "sent",
@@ -645,9 +653,17 @@ class _Call:
     )
 
     def __init__(
-        self, client: AsyncHookClient, body: bytes, timeout: float, deadline_at: float, total: float
+        self,
+        client: AsyncHookClient,
+        body: bytes,
+        *,
+        timeout: float,
+        deadline_at: float,
+        total: float,
+        clock: Callable[[], float],
     ) -> None:
         self.client = client
+        self.clock = clock  # the call's clock: anyio.current_time, or asyncio's loop.time
         self.body = body
         self.timeout = timeout
         self.deadline_at = deadline_at
@@ -659,7 +675,7 @@ class _Call:
 
     def past_deadline(self) -> bool:
         """Whether the call runs without a cancel scope and its deadline has come."""
-        return self.unscoped and anyio.current_time() >= self.deadline_at
+        return self.unscoped and self.clock() >= self.deadline_at
 
     def sending(self) -> bool:
         """Whether the latest attempt was handed to the network (so it may have arrived)."""
