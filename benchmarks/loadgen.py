@@ -14,6 +14,7 @@ import asyncio
 import collections
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -221,6 +222,24 @@ async def discord_webhook_client(stack: AsyncExitStack, server: str) -> Post:
     return post
 
 
+async def pyreqwest_client(stack: AsyncExitStack, server: str) -> Post:
+    """``pyreqwest`` (reqwest, in Rust, on its own runtime): one client, the body read whole."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from pyreqwest.client import ClientBuilder  # noqa: PLC0415
+
+    builder = ClientBuilder().max_connections(MAX_CONNECTIONS).timeout(timedelta(seconds=10))
+    client = await stack.enter_async_context(builder.build())
+    url = hook_url(server)
+
+    async def post() -> object:
+        response = await client.post(url).body_json({"message": MESSAGE}).build().send()
+        _check(response.status)
+        return response
+
+    return post
+
+
 class _FloorConnection(asyncio.Protocol):
     """The floor's connection: pre-built request bytes out, llhttp (httptools) parses back."""
 
@@ -328,6 +347,7 @@ CLIENTS: dict[str, Factory] = {
     "discord-webhook": discord_webhook_client,
     "aiohttp": aiohttp_client,
     "floor": floor_client,
+    "pyreqwest": pyreqwest_client,
 }
 
 
@@ -441,6 +461,10 @@ def main(argv: list[str] | None = None) -> None:
         result = asyncio.run(measure(*params))
     json.dump(result, sys.stdout)
     print()
+    sys.stdout.flush()
+    # Measured and printed: skip the interpreter's finalisation, where pyreqwest's runtime
+    # threads can crash it (a fatal PyGILState_Release) after the work is done.
+    os._exit(0)
 
 
 if __name__ == "__main__":
