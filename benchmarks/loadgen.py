@@ -423,7 +423,12 @@ async def drive_trio(post: Post, posts: int, in_flight: int) -> None:
 
 
 async def measure(
-    client: str, server: str, posts: int, in_flight: int, shape: str = "worker"
+    client: str,
+    server: str,
+    posts: int,
+    in_flight: int,
+    shape: str = "worker",
+    profile: bool = False,
 ) -> dict[str, float]:
     """Warm the client up (connections open), then time ``posts`` messages."""
     on_trio = client in TRIO_CLIENTS
@@ -433,10 +438,35 @@ async def measure(
         post = await factory(stack, server)
         await run(post, max(2 * in_flight, 50), in_flight)
         gc.collect()
+        profiler = None
+        if profile:
+            import cProfile  # noqa: PLC0415
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         wall, cpu = time.perf_counter(), time.process_time()
         await run(post, posts, in_flight)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if profiler is not None:
+            profiler.disable()
+            _print_profile(profiler, posts)
     return {"wall": wall, "cpu": cpu}
+
+
+def _print_profile(profiler: Any, posts: int) -> None:
+    """Each layer's share of the CPU, to stderr: the functions that cost most, per message.
+
+    Profiled runs are slower (cProfile's own cost), so the shares count, not the totals.
+    """
+    import pstats  # noqa: PLC0415
+
+    stats = pstats.Stats(profiler)
+    total = sum(entry[2] for entry in stats.stats.values())  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
+    print(f"{'share':>6} {'us/msg':>8}  function (own time, profiled)", file=sys.stderr)
+    for (path, line, name), entry in rows[:25]:
+        where = f"{path.rsplit('site-packages/', 1)[-1].rsplit('/work/', 1)[-1]}:{line}({name})"
+        print(f"{entry[2] / total:>6.1%} {entry[2] / posts * 1e6:>8.2f}  {where}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -451,8 +481,18 @@ def main(argv: list[str] | None = None) -> None:
         default="worker",
         help="worker: a task per slot takes message after message; task: a task per message",
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="print each function's share of CPU to stderr"
+    )
     args = parser.parse_args(argv)
-    params = (args.client, args.url.rstrip("/"), args.posts, args.in_flight, args.shape)
+    params = (
+        args.client,
+        args.url.rstrip("/"),
+        args.posts,
+        args.in_flight,
+        args.shape,
+        args.profile,
+    )
     if args.client in TRIO_CLIENTS:
         import trio  # noqa: PLC0415
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import _server
+import coldstart
 import importtime
 
 HERE = Path(__file__).parent
@@ -179,6 +180,7 @@ def table(
     cells: dict[str, dict[int, Cell]],
     imports: dict[str, float],
     quotas: list[dict[str, Any]],
+    colds: dict[str, float] | None = None,
 ) -> tuple[str, dict[str, bool]]:
     """One Markdown table: every client, then each goal's ratio and verdict."""
     rows = ["| measurement | 1 in flight | 32 in flight | 128 in flight | goal | verdict |"]
@@ -232,6 +234,14 @@ def table(
         )
     for shape in SHAPES:
         _hot_path_goals(cells, shape, rows, goals)
+    if colds:
+        ok = colds["hookapi"] <= colds["aiohttp"]
+        goals["cold start"] = ok
+        rows.append(
+            "| cold start, interpreter start to first answer, import included: "
+            + ", ".join(f"{client} {ms:,.0f} ms" for client, ms in colds.items())
+            + f" | | | | hookapi <= aiohttp | {_verdict(ok)} |"
+        )
     if imports:
         delta = imports["hookapi"] - imports["httpx"]
         ok = delta <= 30.0
@@ -353,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
             repeats=repeats,
             fast=args.fast_transport,
         )
+        colds = coldstart.median_of(repeats, args.server)
     else:
         with _server.nginx() as server:
             print(f"nginx on {server}", file=sys.stderr)
@@ -364,9 +375,10 @@ def main(argv: list[str] | None = None) -> None:
                 repeats=repeats,
                 fast=args.fast_transport,
             )
+            colds = coldstart.median_of(repeats, server)
     imports = importtime.best_of(5 if args.quick else 15, "httpx", "hookapi")
     quotas = quota(args.quick)
-    text, goals = table(clients, cells, imports, quotas)
+    text, goals = table(clients, cells, imports, quotas, colds)
     elapsed = time.monotonic() - started
     header = (
         f"{posts:,} posts per cell ({slow_posts:,} for discord-webhook), median of {repeats}; "
@@ -386,6 +398,7 @@ def main(argv: list[str] | None = None) -> None:
             key: {str(n): asdict(cell) for n, cell in row.items()} for key, row in cells.items()
         },
         "imports_ms": imports,
+        "cold_start_ms": colds,
         "quota": quotas,
         "goals": goals,
     }
