@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -220,6 +222,99 @@ async def discord_webhook_client(stack: AsyncExitStack, server: str) -> Post:
     return post
 
 
+async def pyreqwest_client(stack: AsyncExitStack, server: str) -> Post:
+    """``pyreqwest`` (reqwest, in Rust, on its own runtime): one client, the body read whole."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from pyreqwest.client import ClientBuilder  # noqa: PLC0415
+
+    builder = ClientBuilder().max_connections(MAX_CONNECTIONS).timeout(timedelta(seconds=10))
+    client = await stack.enter_async_context(builder.build())
+    url = hook_url(server)
+
+    async def post() -> object:
+        response = await client.post(url).body_json({"message": MESSAGE}).build().send()
+        _check(response.status)
+        return response
+
+    return post
+
+
+class _FloorConnection(asyncio.Protocol):
+    """The floor's connection: pre-built request bytes out, llhttp (httptools) parses back."""
+
+    def __init__(self) -> None:
+        import httptools  # noqa: PLC0415
+
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.done: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_message_complete(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(exc or ConnectionError("closed"))
+
+
+async def floor_client(stack: AsyncExitStack, server: str) -> Post:
+    """The floor: a minimal asyncio Protocol client, pre-built bytes, httptools, no guarantees.
+
+    Up to 32 keep-alive connections, idle ones on a stack, more posts wait in a FIFO; no
+    timeouts, quota, retries or error mapping. What any asyncio client in Python must pay.
+    """
+    host, _, port = server.removeprefix("http://").partition(":")
+    body = json.dumps({"message": MESSAGE}, separators=(",", ":")).encode()
+    path = hook_url(server).removeprefix(server)
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    loop = asyncio.get_running_loop()
+    idle: list[_FloorConnection] = []
+    waiters: collections.deque[asyncio.Future[_FloorConnection]] = collections.deque()
+    opened: list[_FloorConnection] = []
+
+    def close_all() -> None:
+        for connection in opened:
+            if connection.transport is not None:
+                connection.transport.close()
+
+    stack.callback(close_all)
+
+    async def post() -> object:
+        if idle:
+            connection = idle.pop()
+        elif len(opened) < MAX_CONNECTIONS:
+            connection = _FloorConnection()
+            opened.append(connection)
+            await loop.create_connection(lambda: connection, host, int(port))
+        else:
+            waiter: asyncio.Future[_FloorConnection] = loop.create_future()
+            waiters.append(waiter)
+            connection = await waiter
+        done = connection.done = loop.create_future()
+        connection.transport.write(request)  # type: ignore[union-attr]
+        await done
+        status = connection.parser.get_status_code()
+        if waiters:
+            waiters.popleft().set_result(connection)
+        else:
+            idle.append(connection)
+        _check(status)
+        return status
+
+    return post
+
+
 async def aiohttp_client(stack: AsyncExitStack, server: str) -> Post:
     """Raw ``aiohttp.ClientSession.post`` with one session, reading the body."""
     import aiohttp  # noqa: PLC0415
@@ -251,6 +346,8 @@ CLIENTS: dict[str, Factory] = {
     "slack_sdk": slack_sdk_client,
     "discord-webhook": discord_webhook_client,
     "aiohttp": aiohttp_client,
+    "floor": floor_client,
+    "pyreqwest": pyreqwest_client,
 }
 
 
@@ -273,6 +370,41 @@ async def drive(post: Post, posts: int, in_flight: int) -> None:
             group.create_task(worker())
 
 
+async def drive_tasks(post: Post, posts: int, in_flight: int) -> None:
+    """Post ``posts`` messages, a task each, ``in_flight`` at a time: how applications call it.
+
+    Each task that ends starts the next one from its done-callback, so the driver itself
+    costs one task creation per message and nothing else.
+    """
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    left = posts
+    running = 0
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        nonlocal left, running
+        left -= 1
+        running += 1
+        loop.create_task(post()).add_done_callback(ended)  # type: ignore[arg-type]
+
+    def ended(task: asyncio.Task[object]) -> None:
+        nonlocal running
+        running -= 1
+        if not task.cancelled() and task.exception() is not None:
+            errors.append(task.exception())  # type: ignore[arg-type]
+        if left > 0 and not errors:
+            start()
+        elif running == 0 and not finished.done():
+            finished.set_result(None)
+
+    for _ in range(min(in_flight, posts)):
+        start()
+    await finished
+    if errors:
+        raise errors[0]
+
+
 async def drive_trio(post: Post, posts: int, in_flight: int) -> None:
     """:func:`drive` for trio."""
     import trio  # noqa: PLC0415
@@ -290,19 +422,51 @@ async def drive_trio(post: Post, posts: int, in_flight: int) -> None:
             nursery.start_soon(worker)
 
 
-async def measure(client: str, server: str, posts: int, in_flight: int) -> dict[str, float]:
+async def measure(
+    client: str,
+    server: str,
+    posts: int,
+    in_flight: int,
+    shape: str = "worker",
+    profile: bool = False,
+) -> dict[str, float]:
     """Warm the client up (connections open), then time ``posts`` messages."""
     on_trio = client in TRIO_CLIENTS
     factory = TRIO_CLIENTS[client] if on_trio else CLIENTS[client]
-    run = drive_trio if on_trio else drive
+    run = drive_trio if on_trio else drive_tasks if shape == "task" else drive
     async with AsyncExitStack() as stack:
         post = await factory(stack, server)
         await run(post, max(2 * in_flight, 50), in_flight)
         gc.collect()
+        profiler = None
+        if profile:
+            import cProfile  # noqa: PLC0415
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         wall, cpu = time.perf_counter(), time.process_time()
         await run(post, posts, in_flight)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if profiler is not None:
+            profiler.disable()
+            _print_profile(profiler, posts)
     return {"wall": wall, "cpu": cpu}
+
+
+def _print_profile(profiler: Any, posts: int) -> None:
+    """Each layer's share of the CPU, to stderr: the functions that cost most, per message.
+
+    Profiled runs are slower (cProfile's own cost), so the shares count, not the totals.
+    """
+    import pstats  # noqa: PLC0415
+
+    stats = pstats.Stats(profiler)
+    total = sum(entry[2] for entry in stats.stats.values())  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
+    print(f"{'share':>6} {'us/msg':>8}  function (own time, profiled)", file=sys.stderr)
+    for (path, line, name), entry in rows[:25]:
+        where = f"{path.rsplit('site-packages/', 1)[-1].rsplit('/work/', 1)[-1]}:{line}({name})"
+        print(f"{entry[2] / total:>6.1%} {entry[2] / posts * 1e6:>8.2f}  {where}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -311,8 +475,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", required=True, help="the server, as http://127.0.0.1:PORT")
     parser.add_argument("--posts", type=int, default=3000)
     parser.add_argument("--in-flight", type=int, default=1)
+    parser.add_argument(
+        "--shape",
+        choices=("worker", "task"),
+        default="worker",
+        help="worker: a task per slot takes message after message; task: a task per message",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="print each function's share of CPU to stderr"
+    )
     args = parser.parse_args(argv)
-    params = (args.client, args.url.rstrip("/"), args.posts, args.in_flight)
+    params = (
+        args.client,
+        args.url.rstrip("/"),
+        args.posts,
+        args.in_flight,
+        args.shape,
+        args.profile,
+    )
     if args.client in TRIO_CLIENTS:
         import trio  # noqa: PLC0415
 
@@ -321,6 +501,10 @@ def main(argv: list[str] | None = None) -> None:
         result = asyncio.run(measure(*params))
     json.dump(result, sys.stdout)
     print()
+    sys.stdout.flush()
+    # Measured and printed: skip the interpreter's finalisation, where pyreqwest's runtime
+    # threads can crash it (a fatal PyGILState_Release) after the work is done.
+    os._exit(0)
 
 
 if __name__ == "__main__":

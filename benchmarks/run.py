@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import _server
+import coldstart
 import importtime
 
 HERE = Path(__file__).parent
@@ -40,6 +41,12 @@ class Client:
     kind: str  # "hookapi", "bare" (a transport under hookapi) or "peer"
     bare: str | None = None  # for hookapi rows: the bare transport row it runs on
     slow: bool = False  # posts fewer messages (its figures are still per message)
+    shape: str = "worker"  # "worker": a task per slot; "task": a task per message
+
+    @property
+    def id(self) -> str:
+        """The row's key in the results: the client, and the driver shape it ran in."""
+        return self.key if self.shape == "worker" else f"{self.key}/task"
 
 
 CLIENTS = (
@@ -71,7 +78,13 @@ CLIENTS = (
         slow=True,
     ),
     Client(key="aiohttp", label="raw aiohttp ClientSession", kind="peer"),
+    Client(key="pyreqwest", label="pyreqwest Client (reqwest, Rust)", kind="peer"),
+    Client(key="floor", label="floor: asyncio Protocol + httptools, no guarantees", kind="floor"),
 )
+#: Driver shapes: a task per slot taking message after message, and a task per message.
+SHAPES = ("worker", "task")
+#: Rows measured in both shapes (the rest only with a worker per slot).
+BOTH_SHAPES = {"hookapi", "aiohttp", "slack_sdk", "pyreqwest", "floor"}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -91,7 +104,9 @@ class Cell:
         return statistics.median(self.cpus)
 
 
-def measure(client: str, server: str, posts: int, in_flight: int, env: dict[str, str]) -> Any:
+def measure(
+    client: str, server: str, posts: int, in_flight: int, env: dict[str, str], shape: str = "worker"
+) -> Any:
     done = subprocess.run(
         [
             sys.executable,
@@ -100,6 +115,7 @@ def measure(client: str, server: str, posts: int, in_flight: int, env: dict[str,
             f"--url={server}",
             f"--posts={posts}",
             f"--in-flight={in_flight}",
+            f"--shape={shape}",
         ],
         capture_output=True,
         text=True,
@@ -119,17 +135,17 @@ def throughput(
     if fast:
         env[FAST_ENV] = fast
     cells = {
-        c.key: {n: Cell(posts=slow_posts if c.slow else posts) for n in LEVELS} for c in clients
+        c.id: {n: Cell(posts=slow_posts if c.slow else posts) for n in LEVELS} for c in clients
     }
     for repeat in range(repeats):
         for client in clients:
             for in_flight in LEVELS:
-                cell = cells[client.key][in_flight]
-                result = measure(client.key, server, cell.posts, in_flight, env)
+                cell = cells[client.id][in_flight]
+                result = measure(client.key, server, cell.posts, in_flight, env, client.shape)
                 cell.rates.append(cell.posts / result["wall"])
                 cell.cpus.append(result["cpu"] / cell.posts * 1e6)
                 print(
-                    f"  [{repeat + 1}/{repeats}] {client.key:<18} {in_flight:>3} in flight: "
+                    f"  [{repeat + 1}/{repeats}] {client.id:<20} {in_flight:>3} in flight: "
                     f"{cell.rates[-1]:>8,.0f} msg/s {cell.cpus[-1]:>7,.0f} us CPU/msg",
                     file=sys.stderr,
                 )
@@ -164,22 +180,23 @@ def table(
     cells: dict[str, dict[int, Cell]],
     imports: dict[str, float],
     quotas: list[dict[str, Any]],
+    colds: dict[str, float] | None = None,
 ) -> tuple[str, dict[str, bool]]:
     """One Markdown table: every client, then each goal's ratio and verdict."""
     rows = ["| measurement | 1 in flight | 32 in flight | 128 in flight | goal | verdict |"]
     rows.append("| --- | ---: | ---: | ---: | --- | --- |")
     goals: dict[str, bool] = {}
-    by_key = {c.key: c for c in clients}
+    by_key = {c.id: c for c in clients}
     for client in clients:
-        row = cells[client.key]
+        row = cells[client.id]
         rows.append(
             f"| {client.label} | "
             + " | ".join(_fmt_rate(row[n]) for n in LEVELS)
             + f" | {client.kind} | |"
         )
-    hookapi_rows = [c for c in clients if c.kind == "hookapi"]
+    hookapi_rows = [c for c in clients if c.kind == "hookapi" and c.shape == "worker"]
     for client in hookapi_rows:
-        row = cells[client.key]
+        row = cells[client.id]
         ratios = [row[n].rate / row[1].rate for n in LEVELS]
         ok = min(ratios[1:]) >= 1.0
         goals[f"scaling: {client.label}"] = ok
@@ -188,16 +205,14 @@ def table(
             + " | ".join(f"{r:.2f}x" for r in ratios)
             + f" | >= 1.00x at 32 and 128 | {_verdict(ok)} |"
         )
-    peers = [c for c in clients if c.kind == "peer"]
+    peers = [c for c in clients if c.kind == "peer" and c.shape == "worker"]
     # hookapi on asyncio: its default transport, or one it could be given for speed.
     fast_rows = [c for c in hookapi_rows if c.key in ("hookapi", "hookapi-aiohttp", "hookapi-fast")]
     fast_rows = fast_rows or hookapi_rows
     if peers and fast_rows:
-        best = max(fast_rows, key=lambda c: cells[c.key][32].rate)
-        top = max(peers, key=lambda c: cells[c.key][32].rate)
-        ratios = [
-            cells[best.key][n].rate / max(cells[p.key][n].rate for p in peers) for n in LEVELS
-        ]
+        best = max(fast_rows, key=lambda c: cells[c.id][32].rate)
+        top = max(peers, key=lambda c: cells[c.id][32].rate)
+        ratios = [cells[best.id][n].rate / max(cells[p.id][n].rate for p in peers) for n in LEVELS]
         ok = ratios[1] >= 1.0
         goals["ahead of every peer at 32"] = ok
         rows.append(
@@ -209,13 +224,23 @@ def table(
         if client.bare not in cells:
             continue
         bare = cells[client.bare]
-        extra = [cells[client.key][n].cpu / bare[n].cpu - 1 for n in LEVELS]
+        extra = [cells[client.id][n].cpu / bare[n].cpu - 1 for n in LEVELS]
         ok = max(extra) <= 0.10
         goals[f"overhead: {client.label}"] = ok
         rows.append(
             f"| CPU/msg of {client.label} over {by_key[client.bare].label} | "
             + " | ".join(f"{e:+.0%}" for e in extra)
             + f" | <= +10% | {_verdict(ok)} |"
+        )
+    for shape in SHAPES:
+        _hot_path_goals(cells, shape, rows, goals)
+    if colds:
+        ok = colds["hookapi"] <= colds["aiohttp"]
+        goals["cold start"] = ok
+        rows.append(
+            "| cold start, interpreter start to first answer, import included: "
+            + ", ".join(f"{client} {ms:,.0f} ms" for client, ms in colds.items())
+            + f" | | | | hookapi <= aiohttp | {_verdict(ok)} |"
         )
     if imports:
         delta = imports["hookapi"] - imports["httpx"]
@@ -245,6 +270,55 @@ def table(
     return "\n".join(rows), goals
 
 
+def _hot_path_goals(
+    cells: dict[str, dict[int, Cell]], shape: str, rows: list[str], goals: dict[str, bool]
+) -> None:
+    """The hot path's goals in one driver shape: CPU against the floor, msg/s against peers."""
+    suffix = "" if shape == "worker" else "/task"
+    what = "a worker per slot" if shape == "worker" else "a task per message"
+    ours, floor = cells.get(f"hookapi{suffix}"), cells.get(f"floor{suffix}")
+    if ours is None:
+        return
+    cpu = [ours[n].cpu for n in LEVELS]
+    ok = cpu[1] <= 45.0
+    goals[f"CPU at 32, {what}"] = ok
+    rows.append(
+        f"| hookapi CPU us/msg, {what} | "
+        + " | ".join(f"{c:,.0f}" for c in cpu)
+        + f" | <= 45 at 32 | {_verdict(ok)} |"
+    )
+    if floor is not None:
+        ratio = [ours[n].cpu / floor[n].cpu for n in LEVELS]
+        ok = ratio[0] <= 2.5 and ratio[2] <= 2.5
+        goals[f"CPU against the floor, {what}"] = ok
+        rows.append(
+            f"| hookapi CPU / floor CPU, {what} | "
+            + " | ".join(f"{r:.2f}x" for r in ratio)
+            + f" | <= 2.5x at 1 and 128 | {_verdict(ok)} |"
+        )
+    ok = ours[128].rate >= ours[32].rate
+    goals[f"128 no slower than 32, {what}"] = ok
+    rows.append(
+        f"| hookapi msg/s at 128 / at 32, {what} | | | {ours[128].rate / ours[32].rate:.2f}x "
+        f"| >= 1.00x | {_verdict(ok)} |"
+    )
+    at_32 = 2.0 if shape == "worker" else 1.5
+    for peer, need in (("aiohttp", (1.3, at_32, 1.3)), ("pyreqwest", (1.0, 1.0, 1.0))):
+        theirs = cells.get(f"{peer}{suffix}")
+        if theirs is None:
+            continue
+        ratio = [ours[n].rate / theirs[n].rate for n in LEVELS]
+        ok = all(r >= w for r, w in zip(ratio, need, strict=True))
+        goals[f"msg/s against {peer}, {what}"] = ok
+        rows.append(
+            f"| hookapi msg/s / {peer} msg/s, {what} | "
+            + " | ".join(f"{r:.2f}x" for r in ratio)
+            + " | >= "
+            + " / ".join(f"{w:.1f}x" for w in need)
+            + f" | {_verdict(ok)} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1,000 posts, one repeat")
@@ -264,10 +338,19 @@ def main(argv: list[str] | None = None) -> None:
     slow_posts = max(posts // 10, 50)
     wanted = set(args.clients.split(",")) if args.clients else None
     clients = [
-        Client(**{**asdict(c), "label": c.label.format(fast=args.fast_transport)})
+        Client(
+            **{
+                **asdict(c),
+                "label": c.label.format(fast=args.fast_transport)
+                + ("" if shape == "worker" else ", a task per message"),
+                "shape": shape,
+            }
+        )
+        for shape in SHAPES
         for c in CLIENTS
         if (wanted is None or c.key in wanted)
         and (args.fast_transport or not c.key.endswith("-fast"))
+        and (shape == "worker" or c.key in BOTH_SHAPES)
     ]
     started = time.monotonic()
     print(f"{len(clients)} clients x {LEVELS} in flight x {repeats} repeats", file=sys.stderr)
@@ -280,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
             repeats=repeats,
             fast=args.fast_transport,
         )
+        colds = coldstart.median_of(repeats, args.server)
     else:
         with _server.nginx() as server:
             print(f"nginx on {server}", file=sys.stderr)
@@ -291,9 +375,10 @@ def main(argv: list[str] | None = None) -> None:
                 repeats=repeats,
                 fast=args.fast_transport,
             )
+            colds = coldstart.median_of(repeats, server)
     imports = importtime.best_of(5 if args.quick else 15, "httpx", "hookapi")
     quotas = quota(args.quick)
-    text, goals = table(clients, cells, imports, quotas)
+    text, goals = table(clients, cells, imports, quotas, colds)
     elapsed = time.monotonic() - started
     header = (
         f"{posts:,} posts per cell ({slow_posts:,} for discord-webhook), median of {repeats}; "
@@ -313,6 +398,7 @@ def main(argv: list[str] | None = None) -> None:
             key: {str(n): asdict(cell) for n, cell in row.items()} for key, row in cells.items()
         },
         "imports_ms": imports,
+        "cold_start_ms": colds,
         "quota": quotas,
         "goals": goals,
     }

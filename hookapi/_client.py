@@ -33,6 +33,7 @@ from ._exceptions import (
 from ._http import (
     ATTEMPT_EXTENSION,
     DEADLINE_EXTENSION,
+    FIELDS_EXTENSION,
     QUOTA_WAIT_EXTENSION,
     RATE_LIMIT_EXTENSION,
     SENDING_EXTENSION,
@@ -282,14 +283,14 @@ class AsyncHookClient:
         agent: object = user_agent or f"hookapi/{__version__}"
         if not isinstance(agent, str) or not agent.isprintable() or not agent.isascii():
             raise InvalidInputError("user_agent must be printable ASCII text.")
-        self._header_pairs: list[tuple[bytes, bytes]] = [
+        self._header_pairs, self._fields = _head(
             (b"Host", self._url.netloc),
             (b"Accept", b"*/*"),
             # Nothing compressed: an error body (from a proxy, say) must reach the error as JSON.
             (b"Accept-Encoding", b"identity"),
             (b"Content-Type", b"application/json"),
             (b"User-Agent", agent.encode("ascii")),
-        ]
+        )
         self._rate_limit: RateLimit | None = None
         self._closed = False
         self._loop: object | None = None  # the event loop of the first post
@@ -469,18 +470,46 @@ class AsyncHookClient:
         body = encode_message(text)
         attempt_timeout = self._timeout if timeout is None else check_timeout("timeout", timeout)
         total = self._retry.deadline if deadline is None else check_timeout("deadline", deadline)
-        started = anyio.current_time()
+        fast = self._transport.bounds_every_wait()
+        # On the fast path the loop is asyncio's, whose clock anyio.current_time() reads too:
+        # read it directly, without asking which library runs, several times a message.
+        loop: Any = self._loop
+        clock: Callable[[], float] = loop.time if fast else anyio.current_time
+        started = clock()
         deadline_at = started + total
-        call = _Call(self, body, attempt_timeout, deadline_at, trace)
-        with anyio.CancelScope(deadline=deadline_at) as scope:
+        call = _Call(
+            self,
+            body,
+            timeout=attempt_timeout,
+            deadline_at=deadline_at,
+            total=total,
+            clock=clock,
+            trace=trace,
+        )
+        what = f"POST {self._url_text}"
+        if fast:
+            # The fast path: the quota answers without awaiting and every wait of the
+            # connection ends by the deadline, so no cancel scope is needed to keep it; an
+            # attempt that reaches the deadline fails as the scope would have failed it.
+            call.unscoped = True
             response = await call_with_retries(
-                self._retry, call.attempt, deadline_at=deadline_at, what=f"POST {self._url_text}"
+                self._retry, call.attempt, deadline_at=deadline_at, what=what
             )
             return PostResult(
                 status_code=response.status_code,
                 attempts=call.sent,
                 rate_limit=response.extensions.get(RATE_LIMIT_EXTENSION),
-                elapsed=anyio.current_time() - started,
+                elapsed=clock() - started,
+            )
+        with anyio.CancelScope(deadline=deadline_at) as scope:
+            response = await call_with_retries(
+                self._retry, call.attempt, deadline_at=deadline_at, what=what
+            )
+            return PostResult(
+                status_code=response.status_code,
+                attempts=call.sent,
+                rate_limit=response.extensions.get(RATE_LIMIT_EXTENSION),
+                elapsed=clock() - started,
             )
         assert scope.cancelled_caught
         gate = call.extensions.get(QUOTA_WAIT_EXTENSION)
@@ -489,15 +518,20 @@ class AsyncHookClient:
             error = self._local_refusal(gate.estimate(), waited=True)
             error.attempts = call.sent
             raise error
-        raise APITimeoutError(
-            f"POST {self._url_text} did not finish within its {total:g} s deadline.",
+        timeout_error = self._deadline_error(call)
+        timeout_error.attempts = call.sent + call.sending()
+        raise timeout_error
+
+    def _deadline_error(self, call: _Call) -> APITimeoutError:
+        """The error of a call whose deadline ended while an attempt was under way."""
+        return APITimeoutError(
+            f"POST {self._url_text} did not finish within its {call.total:g} s deadline.",
             url=self._url_text,
             delivery=Delivery.UNKNOWN if call.sending() else Delivery.NOT_SENT,
-            attempts=call.sent + call.sending(),
         )
 
     async def _send(self, call: _Call, attempt: int) -> httpx.Response:
-        remaining = call.deadline_at - anyio.current_time()
+        remaining = call.deadline_at - call.clock()
         if remaining <= 0:
             raise APITimeoutError(
                 f"POST {self._url_text} ran out of its deadline before attempt {attempt}.",
@@ -514,6 +548,7 @@ class AsyncHookClient:
                 "timeout": {"connect": t, "read": t, "write": t, "pool": t},
                 ATTEMPT_EXTENSION: t,
                 DEADLINE_EXTENSION: call.deadline_at,
+                FIELDS_EXTENSION: self._fields,
             },
         )
         call.extensions = request.extensions
@@ -525,14 +560,18 @@ class AsyncHookClient:
         except (httpx.TransportError, QuotaWaitTooLong) as exc:
             failure = exc
         else:
-            return await self._handle(response)
+            return await self._handle(response, call)
         # Raised outside the except block, so the original is not even the implicit context,
         # and dropped from this frame: its traceback reaches the frames that held the real
         # URL and the proxy's credentials. The cause is a copy with redacted texts, no frames.
         if isinstance(failure, QuotaWaitTooLong):
             wait = failure.wait
             del failure
-            raise self._local_refusal(wait)
+            # Unscoped, a wait the deadline ended is told as the cancel scope would tell it.
+            raise self._local_refusal(wait, waited=call.past_deadline())
+        if isinstance(failure, httpx.TimeoutException) and call.past_deadline():
+            del failure
+            raise self._deadline_error(call)
         error = self._connection_error(failure)
         cause = sanitized_chain(failure, self._hide)
         del failure
@@ -563,18 +602,24 @@ class AsyncHookClient:
         error.local = True
         return error
 
-    async def _handle(self, response: httpx.Response) -> httpx.Response:
+    async def _handle(self, response: httpx.Response, call: _Call) -> httpx.Response:
         """Return a success (its body drained, so the connection is reused) or raise its error."""
         rate_limit = response.extensions.get(RATE_LIMIT_EXTENSION)
         if rate_limit is not None:
             self._rate_limit = rate_limit
         if 200 <= response.status_code < 300:
+            stalled = False
             try:
                 await _read_bounded(response)
+            except httpx.TimeoutException:
+                stalled = True  # the status said it was posted; a broken tail does not change that
             except httpx.TransportError:
-                pass  # the status said it was posted; a broken tail does not change that
+                pass
             finally:
                 await response.aclose()
+            if stalled and call.past_deadline():
+                # ... unless the tail ran into the deadline: the cancel scope ends such a call.
+                raise self._deadline_error(call)
             return response
         raise await self._status_error(response, rate_limit)
 
@@ -653,29 +698,42 @@ class _Call:
         "attempts",
         "body",
         "client",
+        "clock",
         "deadline_at",
         "extensions",
         "sent",
         "timeout",
+        "total",
         "trace",
+        "unscoped",
     )
 
     def __init__(
         self,
         client: AsyncHookClient,
         body: bytes,
+        *,
         timeout: float,
         deadline_at: float,
+        total: float,
+        clock: Callable[[], float],
         trace: Attempts | None,
-    ):
+    ) -> None:
         self.client = client
         self.trace = trace
+        self.clock = clock  # the call's clock: anyio.current_time, or asyncio's loop.time
         self.body = body
         self.timeout = timeout
         self.deadline_at = deadline_at
+        self.total = total
+        self.unscoped = False  # no cancel scope keeps the deadline: the waits' own timers do
         self.attempts = 0
         self.sent = 0  # requests that may have reached the network
         self.extensions: dict[str, Any] = {}
+
+    def past_deadline(self) -> bool:
+        """Whether the call runs without a cancel scope and its deadline has come."""
+        return self.unscoped and self.clock() >= self.deadline_at
 
     def sending(self) -> bool:
         """Whether the latest attempt was handed to the network (so it may have arrived)."""
@@ -715,6 +773,15 @@ async def _read_bounded(response: httpx.Response) -> bytes:
         if aclose is not None:
             await aclose()
     return b"".join(chunks)[:MAX_ERROR_BODY]
+
+
+def _head(*pairs: tuple[bytes, bytes]) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The request's headers but ``Content-Length``: as pairs, and as the lines to send.
+
+    The lines go to the default pool's connections (``FIELDS_EXTENSION``), which send them as
+    they are: built once per client, not per request.
+    """
+    return list(pairs), b"".join(b"%b: %b\r\n" % pair for pair in pairs)
 
 
 def _hider(secret: Secret, proxy: httpx.URL | None) -> Callable[[str], str]:

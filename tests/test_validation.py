@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 import respx
 
 from hookapi import AsyncHookClient, InvalidInputError, RetryPolicy, Secret
+from hookapi._validate import encode_message
 
 from .conftest import BASE, HOOK_ID, ClientFactory
 
@@ -216,3 +218,21 @@ def test_secret_object_is_accepted_and_hidden(secret: str) -> None:
     assert hash(wrapped) == hash(Secret(secret))
     with pytest.raises(TypeError, match="pickled"):
         pickle.dumps(wrapped)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Deploy finished",
+        'quotes " and \\ backslashes',
+        "control \x00\x01\x1f\x7f and \t\n\r",
+        "unicode: héllo, 漢字, emoji \U0001f680, \u2028\u2029 separators",
+        "</script> & <b>",
+    ],
+)
+def test_the_body_is_what_json_dumps_gives(text: str) -> None:
+    # The body is built with json's string encoder alone; it must be byte for byte what
+    # json.dumps gives for {"message": text} (no ASCII escaping, no spaces).
+    expected = json.dumps({"message": text}, ensure_ascii=False, separators=(",", ":"))
+    assert encode_message(text) == expected.encode("utf-8")
+    assert json.loads(encode_message(text)) == {"message": text}

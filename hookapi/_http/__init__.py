@@ -15,6 +15,7 @@ from ._tls import CertTypes, InsecureTLSWarning, VerifyTypes, tls_context
 from ._transport import (
     ATTEMPT_EXTENSION,
     DEADLINE_EXTENSION,
+    FIELDS_EXTENSION,
     QUOTA_PASSED_EXTENSION,
     QUOTA_WAIT_EXTENSION,
     RATE_LIMIT_EXTENSION,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ATTEMPT_EXTENSION",
     "DEADLINE_EXTENSION",
+    "FIELDS_EXTENSION",
     "LLHTTP",
     "QUOTA_PASSED_EXTENSION",
     "QUOTA_WAIT_EXTENSION",

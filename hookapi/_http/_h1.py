@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, Final
 import httptools
 import httpx
 
-from ._transport import ATTEMPT_OVER, WRITE_EXTENSION, reuse_within
+from .._quota import rate_limit_of
+from ._transport import (
+    ATTEMPT_OVER,
+    FIELDS_EXTENSION,
+    RATE_LIMIT_EXTENSION,
+    WRITE_EXTENSION,
+    reuse_within,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -158,6 +165,7 @@ class H1Connection(asyncio.Protocol):
         "_headers",
         "_interim",
         "_keep_alive",
+        "_limits",
         "_loop",
         "_lost",
         "_parser",
@@ -214,6 +222,7 @@ class H1Connection(asyncio.Protocol):
 
     def _new_head(self) -> None:
         self._headers: list[tuple[bytes, bytes]] = []
+        self._limits: dict[bytes, bytes] = {}  # X-Rate-Limit-* values, by the rest of the name
         self._reason = b""
         self._head_bytes = 0
         self._head_done = False
@@ -354,6 +363,10 @@ class H1Connection(asyncio.Protocol):
             self._te_seen = True
         elif lower == b"keep-alive":
             self.reuse_within = reuse_within(value)
+        elif lower[:13] == b"x-rate-limit-":
+            # Picked out here, while llhttp reports the line: the quota reads these four on
+            # every answer, and a second pass over the headers would cost as much again.
+            self._limits.setdefault(lower[13:], headers[-1][1])
 
     def on_headers_complete(self) -> None:
         # llhttp resets its flags once the message completes: read them now.
@@ -472,26 +485,35 @@ class H1Connection(asyncio.Protocol):
             extensions={
                 "http_version": b"HTTP/" + parser.get_http_version().encode("ascii"),
                 "reason_phrase": self._reason,
+                RATE_LIMIT_EXTENSION: rate_limit_of(self._limits),
             },
         )
 
     async def _send(self, request: httpx.Request, write_timeout: float | None) -> None:
-        head, declared, chunked, body = _request_head(request)
+        fields = request.extensions.get(FIELDS_EXTENSION)
+        stream = request.stream
+        body: bytes | None
+        if fields is not None and type(stream) is httpx.ByteStream:
+            # The client's own request: its header lines were built (and checked) once, and
+            # only the length of its in-memory body changes from message to message.
+            body = b"".join(stream)
+            declared, chunked = len(body), False
+            head = _request_line(request) + fields + b"Content-Length: %d\r\n\r\n" % declared
+        else:
+            head, declared, chunked, body = _request_head(request)
         # From here on, whatever arrives is this request's answer.
         if self._parser is None:
             self._parser = httptools.HttpResponseParser(self)
         self._reset_answer(head_only=request.method == "HEAD")
         self._complete = False
         self._active = True
-        stream: httpx.AsyncByteStream | None = None
+        in_memory = body is not None
         if body is not None:
             if chunked:
                 body = b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
             head += body
-        else:
-            if not isinstance(request.stream, httpx.AsyncByteStream):
-                raise httpx.LocalProtocolError("The request body is not an async stream.")
-            stream = request.stream
+        elif not isinstance(stream, httpx.AsyncByteStream):
+            raise httpx.LocalProtocolError("The request body is not an async stream.")
         # The one place where the request's first byte leaves: nothing was sent before it.
         waits = self._put(head)
         # Dropped before any wait: a traceback through this frame (a write timeout, a
@@ -499,10 +521,10 @@ class H1Connection(asyncio.Protocol):
         del head, body
         if waits:
             await self._drained(write_timeout)
-        if stream is None:
+        if in_memory:
             return
         sent = 0
-        async for chunk in stream:
+        async for chunk in stream:  # type: ignore[union-attr]
             sent += len(chunk)
             if 0 <= declared < sent:
                 raise httpx.LocalProtocolError("The request body is longer than its header says.")

@@ -27,7 +27,13 @@ import httpx
 from .._exceptions import InvalidInputError, WrongEventLoopError, builds
 from ._loop import current_loop, loop_mismatch
 from ._tls import tls_context
-from ._transport import ATTEMPT_EXTENSION, ATTEMPT_OVER, WRITE_EXTENSION, reuse_within
+from ._transport import (
+    ATTEMPT_EXTENSION,
+    ATTEMPT_OVER,
+    DEADLINE_EXTENSION,
+    WRITE_EXTENSION,
+    reuse_within,
+)
 
 try:
     from ._h1 import open_connection
@@ -496,6 +502,15 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             return await self._send_h1(request)
         return await self._send_httpcore(request)
 
+    def bounds_every_wait(self) -> bool:
+        """Whether the next request goes through hookapi's own asyncio connections.
+
+        Their every wait (a free slot, connecting, writing, reading) ends by the attempt's
+        end and the request's deadline, so a caller needs no cancel scope to keep either.
+        Only on asyncio, once the pool has run there, and not while respx mocks httpcore.
+        """
+        return bool(self._asyncio) and not self._closed and not _httpcore_patched()
+
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
             self._ssl = tls_context(trust_env=self._trust_env)
@@ -510,7 +525,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         extensions = request.extensions
         timeouts = extensions.get("timeout") or {}
         attempt = extensions.get(ATTEMPT_EXTENSION)
-        ends = math.inf if attempt is None else asyncio.get_running_loop().time() + attempt
+        ends = extensions.get(DEADLINE_EXTENSION, math.inf)
+        if attempt is not None:
+            ends = min(ends, asyncio.get_running_loop().time() + attempt)
         origin = _origin_of(request)
         https = origin[0] == b"https"
         host_slots = None
@@ -518,9 +535,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             host_slots = self._h1_host_slots.get(origin)
             if host_slots is None:
                 host_slots = self._h1_host_slots[origin] = _Slots(self._per_host)
-            await host_slots.acquire(timeouts.get("pool"))
+            await host_slots.acquire(_within(timeouts.get("pool"), ends))
         try:
-            await slots.acquire(timeouts.get("pool"))
+            await slots.acquire(_within(timeouts.get("pool"), ends))
             try:
                 connection = self._idle_h1(origin)
                 if connection is None:

@@ -17,6 +17,7 @@ import httpx
 from .._exceptions import Delivery
 from .._quota import (
     HookKey,
+    MemoryQuota,
     QuotaAnswer,
     QuotaGate,
     QuotaStore,
@@ -33,6 +34,7 @@ __all__ = [
     "ATTEMPT_EXTENSION",
     "ATTEMPT_OVER",
     "DEADLINE_EXTENSION",
+    "FIELDS_EXTENSION",
     "QUOTA_PASSED_EXTENSION",
     "QUOTA_WAIT_EXTENSION",
     "RATE_LIMIT_EXTENSION",
@@ -49,7 +51,8 @@ __all__ = [
 ATTEMPT_EXTENSION = "hookapi.attempt_timeout"
 #: The text of the timeout error when the attempt's whole bound, not one wait's, ran out.
 ATTEMPT_OVER = "The request and its answer did not finish within the attempt's timeout."
-#: Request extension: the call's absolute deadline, in ``anyio.current_time()`` seconds.
+#: Request extension: the call's absolute deadline, in ``anyio.current_time()`` seconds; the
+#: default pool ends every wait of the attempt by it too.
 DEADLINE_EXTENSION = "hookapi.deadline"
 #: Request extension set to True once bytes of the request may have reached the network: when
 #: the inner transport calls :data:`WRITE_EXTENSION`, or (a transport that never does) as soon
@@ -59,6 +62,10 @@ SENDING_EXTENSION = "hookapi.sending"
 #: first byte of the request is written to the network. A transport that does so says it with
 #: a true class attribute ``hookapi_on_write``; any other is assumed to send on entry.
 WRITE_EXTENSION = "hookapi.on_write"
+#: Request extension: the request's header lines but ``Content-Length``, as bytes ready to send
+#: (each line ends in CRLF), built once per client from the same pairs as its headers; the
+#: default pool's connections send them as they are, with the length of the in-memory body.
+FIELDS_EXTENSION = "hookapi.fields"
 #: Request extension: the :class:`~hookapi._quota.QuotaGate` the request is waiting in, present
 #: while it waits for the quota and after a wait that ended in an error or a cancellation (so
 #: a deadline that ends there is a quota refusal).
@@ -171,6 +178,19 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
     def __repr__(self) -> str:
         return f"<RateLimitTransport inner={type(self._inner).__name__}>"
 
+    def bounds_every_wait(self) -> bool:
+        """Whether every wait of a request through here ends by its deadline on its own.
+
+        True when the store answers without awaiting (the process's :class:`MemoryQuota`:
+        its queue's waits end at the deadline) and the inner transport's connections end
+        each wait by the attempt's end and the deadline (the default pool's asyncio path).
+        The caller then needs no cancel scope to keep the deadline.
+        """
+        if type(self._store) is not MemoryQuota:
+            return False
+        bounds = getattr(self._inner, "bounds_every_wait", None)
+        return bounds is not None and bool(bounds())
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Wait for the quota, send through the inner transport, and learn from the answer.
 
@@ -214,15 +234,24 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
             raise
         finally:
             request.url = public_url
-        headers = response.headers
-        rate_limit = RateLimit.from_headers(headers)
+        # hookapi's own connections parse the rate-limit headers as they arrive; any other
+        # transport's answer is read here.
+        answer = response.extensions
+        rate_limit = (
+            answer[RATE_LIMIT_EXTENSION]
+            if RATE_LIMIT_EXTENSION in answer
+            else RateLimit.from_headers(response.headers)
+        )
         status = response.status_code
-        retry_after = parse_retry_after(headers.get("retry-after")) if status == 429 else None
+        retry_after = (
+            parse_retry_after(response.headers.get("retry-after")) if status == 429 else None
+        )
         await gate.settle(
             reservation,
             QuotaAnswer(status_code=status, rate_limit=rate_limit, retry_after=retry_after),
         )
-        response.extensions = {**response.extensions, RATE_LIMIT_EXTENSION: rate_limit}
+        if RATE_LIMIT_EXTENSION not in answer:
+            response.extensions = {**answer, RATE_LIMIT_EXTENSION: rate_limit}
         return response
 
     async def aclose(self) -> None:

@@ -6,7 +6,7 @@ re-exported here. It never imports the client or the HTTP stack.
 
 from __future__ import annotations
 
-from ._headers import RateLimit, parse_retry_after
+from ._headers import RateLimit, parse_retry_after, rate_limit_of
 from ._loops import current_loop
 from ._memory import HookState, MemoryQuota
 from ._queue import QuotaGate, QuotaWaitTooLong, default_store, gate_for
@@ -37,4 +37,5 @@ __all__ = [
     "default_store",
     "gate_for",
     "parse_retry_after",
+    "rate_limit_of",
 ]

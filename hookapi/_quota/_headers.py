@@ -79,6 +79,31 @@ class RateLimit:
         )
 
 
+def rate_limit_of(found: dict[bytes, bytes]) -> RateLimit | None:
+    """:meth:`RateLimit.from_headers` for values already picked out of the raw header lines.
+
+    Args:
+        found: The first value of each ``X-Rate-Limit-*`` header, keyed by the lower-case
+            rest of its name (the connection collects them while it parses the head).
+    """
+    if not found:
+        return None
+    get = found.get
+    return RateLimit(
+        per_hour=_raw_count(get(b"total-per-hour")),
+        per_day=_raw_count(get(b"total-per-day")),
+        used=_raw_count(get(b"used")),
+        remaining=_raw_count(get(b"remaining")),
+    )
+
+
+def _raw_count(value: bytes | None) -> int | None:
+    # bytes.isdigit() is ASCII digits only; anything else goes the way from_headers takes it.
+    if value is not None and value.isdigit() and len(value) <= 12:
+        return int(value)
+    return None if value is None else _parse_count(value.decode("latin-1"))
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Parse ``Retry-After`` (delay seconds or an HTTP-date) into seconds from now.
 

@@ -170,3 +170,52 @@ async def test_the_bound_stream_shortens_each_timeout_and_names_the_attempts_end
             await call
     assert inner.timeouts[3:] == [0.0, 0.0]
     await bound.sleep(0)
+
+
+def warm_then(
+    then: Callable[[anyio.abc.ByteStream], Awaitable[None]],
+) -> Callable[[anyio.abc.ByteStream], Awaitable[None]]:
+    """Answers the first request at once, then hands the connection to ``then``."""
+
+    async def handle(stream: anyio.abc.ByteStream) -> None:
+        await _read_request(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await then(stream)
+
+    return handle
+
+
+async def _silent(stream: anyio.abc.ByteStream) -> None:
+    await _read_request(stream)
+    await anyio.sleep_forever()
+
+
+async def _stalled_body(stream: anyio.abc.ByteStream) -> None:
+    await _read_request(stream)
+    await stream.send(HEAD + b"o")
+    await anyio.sleep_forever()
+
+
+@pytest.mark.parametrize("then", [_silent, _stalled_body], ids=["no answer", "stalled 200 body"])
+async def test_a_deadline_shorter_than_the_timeout_ends_the_call_as_a_deadline(
+    then: Callable[[anyio.abc.ByteStream], Awaitable[None]], anyio_backend_name: str
+) -> None:
+    # On asyncio the default pool's own timers keep the deadline (no cancel scope); on trio a
+    # cancel scope does. Either way the call ends at its deadline, with the same error.
+    async with (
+        serving(warm_then(then)) as url,
+        AsyncHookClient.from_url(url, retry=RetryPolicy(max_attempts=1)) as client,
+    ):
+        await client.post_message("warm")  # the pool learns which path it takes
+        assert client._transport.bounds_every_wait() is (anyio_backend_name == "asyncio")
+        started = anyio.current_time()
+        with pytest.raises(APITimeoutError) as caught:
+            await client.post_message("hi", timeout=30.0, deadline=5.0)
+        elapsed = anyio.current_time() - started
+    assert str(caught.value) == (
+        f"POST {client.url} did not finish within its 5 s deadline. "
+        "(1 attempt) The message may or may not have been posted."
+    )
+    assert caught.value.delivery is Delivery.UNKNOWN
+    assert caught.value.attempts == 1
+    assert elapsed == pytest.approx(5.0, abs=0.01)

@@ -34,6 +34,8 @@ from hookapi._http._h1 import (
     open_connection,
 )
 from hookapi._http._pool import ConnectionPool, _Slots, _time_out
+from hookapi._http._transport import FIELDS_EXTENSION, RATE_LIMIT_EXTENSION
+from hookapi._quota import RateLimit
 from hookapi.emulator import Emulator
 from hookapi.testing import VirtualTimeEventLoop, assert_posted
 
@@ -224,6 +226,64 @@ async def test_a_body_without_length_runs_to_the_close() -> None:
         for _ in range(2):
             assert (await fetch(pool, server)).content == b"until the very end"
     assert server.connections == 2
+
+
+RATE_LIMIT_HEADS = {
+    "all four": b"X-Rate-Limit-Total-Per-Hour: 60\r\nX-Rate-Limit-Total-Per-Day: 600\r\n"
+    b"X-Rate-Limit-Used: 7\r\nX-Rate-Limit-Remaining: 53\r\n",
+    "case and spaces": b"x-RATE-limit-remaining:  5 \t\r\nX-Rate-Limit-USED:3\r\n",
+    "first of two wins": b"X-Rate-Limit-Remaining: 9\r\nX-Rate-Limit-Remaining: 1\r\n",
+    "malformed": b"X-Rate-Limit-Remaining: -1\r\nX-Rate-Limit-Used: 1e3\r\n"
+    b"X-Rate-Limit-Total-Per-Hour: 99999999999999\r\nX-Rate-Limit-Total-Per-Day: \xb2\r\n",
+    "unknown suffix only": b"X-Rate-Limit-Reset: 30\r\n",
+    "none": b"X-Other: 1\r\n",
+}
+
+
+@pytest.mark.parametrize("head", RATE_LIMIT_HEADS.values(), ids=RATE_LIMIT_HEADS.keys())
+async def test_rate_limit_headers_are_read_while_parsing_as_from_headers_reads_them(
+    head: bytes,
+) -> None:
+    # The connection picks the four values out as llhttp reports them; the answer must be the
+    # one RateLimit.from_headers gives for the same headers (the path any other transport takes).
+    interim = b"HTTP/1.1 103 Early Hints\r\nX-Rate-Limit-Remaining: 77\r\n\r\n"
+    answer = interim + b"HTTP/1.1 200 OK\r\n" + head + b"Content-Length: 2\r\n\r\nok"
+    async with serve(answering(answer)) as server, ConnectionPool() as pool:
+        response = await fetch(pool, server)
+    parsed = response.extensions[RATE_LIMIT_EXTENSION]
+    assert parsed == RateLimit.from_headers(response.headers)
+    if head == RATE_LIMIT_HEADS["all four"]:
+        assert parsed == RateLimit(per_hour=60, per_day=600, used=7, remaining=53)
+
+
+async def test_a_client_request_sends_its_prebuilt_fields_as_the_general_path_would() -> None:
+    # The client's header lines are built once and sent as they are (FIELDS_EXTENSION); the
+    # bytes on the wire must be those the general path renders from the request's headers.
+    async with serve(answering(OK, OK, OK)) as server, ConnectionPool() as pool:
+        base = server.url.rsplit("/hook/", 1)[0]
+        client = AsyncHookClient(
+            hook_id="h1", secret="s" * 12, base_url=base, transport=pool, user_agent="ua/1"
+        )
+        async with client:
+            await client.post_message('héllo "there"')
+        body = b'{"message":"h\xc3\xa9llo \\"there\\""}'
+        pairs = [*client._header_pairs, (b"Content-Length", b"%d" % len(body))]
+        with_fields = request(server, "POST", content=body, headers=pairs)
+        with_fields.extensions[FIELDS_EXTENSION] = client._fields
+        await (await pool.handle_async_request(with_fields)).aread()
+        general = request(server, "POST", content=body, headers=pairs)
+        await (await pool.handle_async_request(general)).aread()
+    client_wire, fields_wire, general_wire = server.requests
+    assert fields_wire == general_wire
+    assert client_wire == general_wire.replace(b"/hook/secret", b"/h1/" + b"s" * 12 + b"/message")
+    assert client_wire.split(b"\r\n")[1:7] == [
+        b"Host: " + base.removeprefix("http://").encode(),
+        b"Accept: */*",
+        b"Accept-Encoding: identity",
+        b"Content-Type: application/json",
+        b"User-Agent: ua/1",
+        b"Content-Length: %d" % len(body),
+    ]
 
 
 async def test_interim_answers_are_skipped() -> None:
