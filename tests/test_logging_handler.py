@@ -59,6 +59,22 @@ def held(snapshot: tracemalloc.Snapshot) -> int:
     return sum(stat.size for stat in snapshot.statistics("filename"))
 
 
+def in_sequence(texts: list[str]) -> int:
+    """How many records the messages account for, each exactly once and in order.
+
+    Records are numbered from 0 in the order they were logged; each message must pick up
+    where the last one left off: the records it shows whole come next, and its summary counts
+    the ones after those.
+    """
+    expected = 0
+    for text in texts:
+        for number in RECORD.findall(text):
+            assert int(number) == expected, text
+            expected += 1
+        expected += sum(int(n) for n in SUMMARY.findall(text))
+    return expected
+
+
 def accounted(texts: list[str]) -> tuple[list[int], int]:
     """The record numbers shown whole, in order, and how many records summaries counted."""
     shown = [int(n) for text in texts for n in RECORD.findall(text)]
@@ -86,6 +102,7 @@ async def test_a_flood_of_500_records_against_60_an_hour_arrives_in_a_few_digest
     assert shown == sorted(shown)  # in order
     assert len(set(shown)) == len(shown)  # none twice
     assert len(shown) + counted == 500  # every record, in words or in a count
+    assert in_sequence(texts) == 500  # ... each exactly once, in the order logged
     assert shown[0] == 0
     assert emulator.status_counts == {200: len(texts)}  # not one refusal
     assert len(texts) <= 10  # a handful, not 500 messages over eight hours
@@ -184,27 +201,36 @@ async def test_a_full_queue_drops_counts_and_says_so_in_the_next_message(
     assert handler.dropped == 0
 
 
+class Kept(logging.Handler):
+    """The application's other handler (a console, a file): what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.mark.anyio
 async def test_the_hook_failing_throughout_leaves_logging_working_and_memory_bounded(
     emulator: Emulator, hook: Hook, logger: logging.Logger, caplog: pytest.LogCaptureFixture
 ) -> None:
     """503 and 429 for an hour: nothing of hookapi's own trouble is sent, nothing piles up."""
-    attempts = 0
+    bodies: list[bytes] = []
 
     def failing(request: httpx.Request) -> httpx.Response:
-        nonlocal attempts
-        attempts += 1
-        body = request.content
-        assert b"hookapi" not in body
-        assert b"503" not in body
-        assert b"429" not in body
-        assert b"payment" in body
-        return httpx.Response(503 if attempts % 2 else 429, text="go away")
+        bodies.append(request.content)
+        return httpx.Response(503 if len(bodies) % 2 else 429, text="go away")
 
     client = make_client(emulator, hook, transport=httpx.MockTransport(failing))
-    handler = HookHandler(client, capacity=100, drain_timeout=5.0)
+    capacity = 100
+    handler = HookHandler(client, capacity=capacity, drain_timeout=5.0)
+    kept = Kept()
+    logger.addHandler(kept)
     logger.addHandler(handler)
-    logging.getLogger().addHandler(handler)  # the root too: hookapi's warnings reach it
+    root = logging.getLogger()
+    root.addHandler(handler)  # the root too: hookapi's warnings reach it
     # Only what hookapi's lines allocate counts (pytest keeps every record it captures).
     ours = [tracemalloc.Filter(inclusive=True, filename_pattern="*/hookapi/*")]
     tracemalloc.start()
@@ -217,15 +243,32 @@ async def test_the_hook_failing_throughout_leaves_logging_working_and_memory_bou
                     gc.collect()
                     early = held(tracemalloc.take_snapshot().filter_traces(ours))
                 await anyio.sleep(60)
+                # What waits stays within the capacity: the queue, and the outbox behind it.
+                feed, pump = handler._feed, handler._pump
+                assert feed is not None
+                assert pump is not None
+                assert pump.outbox is not None
+                assert len(feed.entries) <= capacity
+                assert len(pump.outbox.pending) <= capacity
+                assert pump.held <= capacity
             gc.collect()
             late = held(tracemalloc.take_snapshot().filter_traces(ours))
     finally:
         tracemalloc.stop()
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
     assert late - early < 256 * 1024  # 5,400 more records, and no more memory to speak of
-    # It kept trying, as the 429s let it, and every attempt carried only the app's records.
-    assert attempts >= 3
-    assert "hookapi" in caplog.text  # its trouble was logged, to the hookapi logger only
+    # The application's logging went on: its other handler got every record.
+    assert len(kept.records) == 6000
+    # It kept trying, as the 429s let it, and every attempt carried only the app's records
+    # (or the count of those dropped), never a word of hookapi's, httpx's or httpcore's.
+    assert len(bodies) >= 3
+    for body in bodies:
+        text = body.decode()
+        assert "payment" in text or "dropped" in text
+        for word in ("hookapi", "httpx", "httpcore", "503", "429", "go away", hook.secret):
+            assert word not in text
+    ours_logged = [r for r in caplog.records if r.name.startswith("hookapi")]
+    assert ours_logged  # its trouble was logged, to the hookapi logger only
 
 
 def test_emit_never_raises_and_bad_options_are_refused(

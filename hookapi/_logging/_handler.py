@@ -41,6 +41,18 @@ def _never_sent(name: str) -> bool:
     return any(name == root or name.startswith(root + ".") for root in NEVER_SENT)
 
 
+def _key(record: logging.LogRecord) -> str:
+    """What a digest groups a record by: its message before arguments were merged.
+
+    structlog hands ``logging`` its event dictionary as the message: the event name, not the
+    dictionary with its varying fields, is what records of one kind share.
+    """
+    message = record.msg
+    if isinstance(message, Mapping) and "event" in message:
+        message = message["event"]
+    return entry_key(message)
+
+
 def _collected(feed: Feed, forks: int, name: str) -> None:
     """Finalise a handler dropped unclosed: warn, and let its thread drain and end."""
     if forks != _Forks.count:
@@ -129,6 +141,8 @@ class HookHandler(logging.Handler):
         self._url = self._client.url
         self._start_lock = threading.Lock()
         self._feed: Feed | None = None
+        #: The pump delivering now (on the thread or in ``delivering()``): what it holds.
+        self._pump: Pump | None = None
         self._thread: threading.Thread | None = None
         self._finalizer: weakref.finalize[..., HookHandler] | None = None
         self._forks = _Forks.count
@@ -139,7 +153,7 @@ class HookHandler(logging.Handler):
 
     @property
     def dropped(self) -> int:
-        """Records dropped because the queue was full, not yet said in a message."""
+        """Records dropped (the queue was full, or formatting raised), not yet said in a message."""
         return 0 if self._feed is None else self._feed.dropped
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -154,13 +168,15 @@ class HookHandler(logging.Handler):
                     return
             if record.thread == feed.thread:
                 return
+            try:
+                text = self.format(record)
+            except Exception as error:
+                # Dropped and counted like a record a full queue turns away; the next message
+                # says so, and handleError() reports it the way logging always does.
+                feed.unformatted(type(error).__name__)
+                raise
             feed.offer(
-                Entry(
-                    text=self.format(record),
-                    level=record.levelname,
-                    created=record.created,
-                    key=entry_key(record.msg),
-                )
+                Entry(text=text, level=record.levelname, created=record.created, key=_key(record))
             )
         except Exception:
             self.handleError(record)
@@ -180,7 +196,7 @@ class HookHandler(logging.Handler):
             if self._closed or self._client is None:
                 return None  # closed, or a client of the parent's that cannot follow a fork
             feed = Feed(self._capacity)
-            pump = self._pump(feed, own_thread=True)
+            pump = self._new_pump(feed, own_thread=True)
             thread = threading.Thread(
                 target=_run,
                 args=(pump, self._backend, self._backend_options),
@@ -214,7 +230,7 @@ class HookHandler(logging.Handler):
                     f"{self!r} is closed or already delivering; it can deliver in one place."
                 )
             feed = self._feed = Feed(self._capacity)
-        pump = self._pump(feed, own_thread=False)
+        pump = self._new_pump(feed, own_thread=False)
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(pump.run)
@@ -226,9 +242,9 @@ class HookHandler(logging.Handler):
             with self._start_lock:
                 self._feed = None
 
-    def _pump(self, feed: Feed, *, own_thread: bool) -> Pump:
+    def _new_pump(self, feed: Feed, *, own_thread: bool) -> Pump:
         assert self._client is not None
-        return Pump(
+        self._pump = Pump(
             feed,
             self._client,
             owns_client=self._make is not None and own_thread,
@@ -236,6 +252,7 @@ class HookHandler(logging.Handler):
             drain_timeout=self._drain_timeout,
             own_thread=own_thread,
         )
+        return self._pump
 
     def close(self) -> None:
         """Deliver what is queued for up to ``drain_timeout`` seconds, then stop the thread.
