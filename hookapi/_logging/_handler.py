@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import logging
 import math
 import threading
@@ -23,6 +24,7 @@ import anyio
 
 from .._client import AsyncHookClient
 from .._exceptions import InvalidInputError
+from .._otel import _api_installed
 from .._sync import _Forks
 from .._validate import check_timeout
 from ..outbox import Coalesce
@@ -39,6 +41,21 @@ NEVER_SENT = ("hookapi", "httpx", "httpcore")
 
 def _never_sent(name: str) -> bool:
     return any(name == root or name.startswith(root + ".") for root in NEVER_SENT)
+
+
+def _preload(backend: str) -> None:
+    """Import now, in the caller's thread, what the handler's thread imports as it starts.
+
+    The event loop's backend, and whether OpenTelemetry is there (the client asks at its first
+    post). A process that forks while another thread is importing gives the child a module
+    that never finishes initialising: the child's first record would start a thread that dies
+    on it, and the child's records would be queued for nobody.
+    """
+    try:
+        importlib.import_module(f"anyio._backends._{backend}")
+    except ImportError as error:
+        raise InvalidInputError(f"backend={backend!r} needs {error.name} installed.") from None
+    _api_installed()
 
 
 def _key(record: logging.LogRecord) -> str:
@@ -121,6 +138,7 @@ class HookHandler(logging.Handler):
         if backend not in ("asyncio", "trio"):
             raise InvalidInputError(f"backend must be 'asyncio' or 'trio', not {backend!r}.")
         self._backend = backend
+        _preload(backend)
         self._backend_options = dict(backend_options or {})
         self._capacity = capacity
         self._make: Callable[[], AsyncHookClient] | None
