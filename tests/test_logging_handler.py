@@ -298,8 +298,9 @@ def test_an_unclosed_handler_warns_and_its_thread_ends(emulator: Emulator, hook:
     handler = HookHandler(make_client(emulator, hook), backend_options=options)
     handler.emit(logging.makeLogRecord({"name": "app", "msg": "one", "levelname": "ERROR"}))
     thread = next(t for t in threading.enumerate() if t.name == "hookapi-log-handler")
-    with pytest.warns(ResourceWarning, match="unclosed <HookHandler ERROR"):
+    with pytest.warns(ResourceWarning, match="unclosed <HookHandler ERROR") as warned:
         del handler  # no cycle holds it: finalised here, as gc.collect() would
+    assert all(hook.secret not in str(warning.message) for warning in warned)
     thread.join(20)
     assert not thread.is_alive()
     assert posted(emulator) == ["one"]
@@ -657,3 +658,41 @@ def test_a_backend_that_is_not_installed_is_refused_at_construction(
     monkeypatch.setitem(sys.modules, "trio", None)
     with pytest.raises(InvalidInputError, match="backend='trio' needs trio installed"):
         HookHandler(make_client(emulator, hook), backend="trio")
+
+
+@pytest.mark.anyio
+async def test_the_secret_never_appears_in_what_the_handler_says_about_itself(
+    emulator: Emulator,
+    hook: Hook,
+    logger: logging.Logger,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Digests' summaries, dropped-count notes, hookapi's log lines, logging's error reports."""
+    caplog.set_level(logging.DEBUG, logger="hookapi")
+    handler = HookHandler(make_client(emulator, hook), capacity=20, drain_timeout=math.inf)
+    logger.addHandler(handler)
+    told = [repr(handler)]
+    async with handler.delivering():
+        for i in range(3):  # the burst, then the pace: what waits is joined into digests
+            logger.error("payment %d failed", i)
+        await anyio.sleep(1)
+        for i in range(3, 60):  # no await: the queue of 20 overflows
+            logger.error("payment %d failed", i)
+        broken = logger.makeRecord(logger.name, logging.ERROR, "app.py", 1, "%d", ("x",), None)
+        handler.handle(broken)  # logging's own error report, on stderr
+        await anyio.sleep(1)
+        for i in range(60, 90):
+            logger.error("payment %d failed", i)
+    texts = posted(emulator)
+    joined = "\n".join(texts)
+    assert "records were dropped: the log handler's queue of 20 was full" in joined
+    assert "record was dropped: formatting raised TypeError" in joined
+    assert SUMMARY.search(joined)  # a digest's summary
+    told += [*texts, caplog.text, capsys.readouterr().err]
+    told += [logging.Formatter().format(record) for record in caplog.records]
+    said = "\n".join(told)
+    assert "Logging error" in said
+    assert "***" in said  # the URL was named, redacted
+    assert hook.secret not in said
+    assert hook.secret[:16] not in said
