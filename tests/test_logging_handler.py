@@ -696,3 +696,42 @@ async def test_the_secret_never_appears_in_what_the_handler_says_about_itself(
     assert "***" in said  # the URL was named, redacted
     assert hook.secret not in said
     assert hook.secret[:16] not in said
+
+
+@pytest.mark.anyio
+async def test_without_a_thread_records_wait_for_the_next_delivering_block(
+    emulator: Emulator, hook: Hook, logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = HookHandler(make_client(emulator, hook), thread=False, capacity=3)
+    logger.addHandler(handler)
+    logger.error("payment %d failed", 0)  # before startup: it waits
+    async with handler.delivering():
+        logger.error("payment %d failed", 1)
+    logger.error("payment %d failed", 2)  # between two blocks: it waits again
+    assert posted(emulator) == ["payment 0 failed", "payment 1 failed"]
+    async with handler.delivering():
+        pass
+    assert posted(emulator)[2:] == ["payment 2 failed"]
+    for i in range(3, 8):  # after the last block: three wait, two are dropped
+        logger.error("payment %d failed", i)
+    assert handler.dropped == 2
+    assert not any(t.name == "hookapi-log-handler" for t in threading.enumerate())
+    handler.close()
+    assert "closed with 5 record(s) never delivered" in caplog.text
+    assert hook.secret not in caplog.text
+    assert len(posted(emulator)) == 3
+
+
+@pytest.mark.anyio
+async def test_with_its_thread_running_a_delivering_block_is_refused(
+    emulator: Emulator, hook: Hook, logger: logging.Logger
+) -> None:
+    options = {"loop_factory": VirtualTimeEventLoop}
+    handler = HookHandler(make_client(emulator, hook), backend_options=options)
+    logger.addHandler(handler)
+    logger.error("payment %d failed", 0)  # starts the thread
+    with pytest.raises(RuntimeError, match="already delivering"):
+        async with handler.delivering():
+            pass  # pragma: no cover
+    with pytest.raises(InvalidInputError, match="thread must be True or False"):
+        HookHandler(make_client(emulator, hook), thread=1)  # type: ignore[arg-type]

@@ -97,6 +97,11 @@ class Feed:
             self.broken += broken
             self.broken_kinds.update(kinds)
 
+    def rearm(self) -> None:
+        """Make a stopped feed ready for the next pump (records keep waiting meanwhile)."""
+        self.closing = False
+        self.asleep = False
+
     def stop(self) -> None:
         """Ask the pump to hand over what is queued, drain, and end."""
         self.closing = True
