@@ -119,11 +119,6 @@ class Feed:
 class Pump:
     """Moves records from a :class:`Feed` into an outbox with digests on, until stopped."""
 
-    @property
-    def held(self) -> int:
-        """Records handed to the outbox and not yet delivered or given up (their metadata)."""
-        return len(self._meta)
-
     def __init__(
         self,
         feed: Feed,
@@ -147,6 +142,11 @@ class Pump:
         self.outbox: Outbox | None = None
         # A record stays readable in a digest: at most a quarter of its room.
         self._text_limit = max(80, coalesce.max_bytes // 4)
+
+    @property
+    def held(self) -> int:
+        """Records handed to the outbox and not yet delivered or given up (their metadata)."""
+        return len(self._meta)
 
     async def run(self) -> None:
         """Deliver until the feed is stopped, then drain for up to ``drain_timeout``."""
