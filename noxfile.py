@@ -212,3 +212,11 @@ def bench(session: nox.Session) -> None:
         session.run(*apt, "update", external=True, env=env)
         session.run(*apt, "install", "-y", "nginx", external=True, env=env)
     session.run("python", "benchmarks/run.py", *session.posargs)
+    if "--help" in session.posargs or "-h" in session.posargs:
+        return
+    # OpenTelemetry's cost per post (absent, installed without a provider, the SDK recording)
+    # and what logging.error costs with a HookHandler attached: docs/benchmarks.md's tables.
+    session.install("-e", ".[emulator,otel]", "opentelemetry-sdk>=1.25")
+    quick = ["--quick"] if "--quick" in session.posargs else []
+    session.run("python", "benchmarks/otel.py", *quick, "--out", "benchmarks/results/otel.md")
+    session.run("python", "benchmarks/log_handler.py", *(["--repeats", "1"] if quick else []))

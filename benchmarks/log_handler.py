@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import statistics
 import time
 
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    print(f"load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name, make in (("NullHandler", logging.NullHandler), ("HookHandler", None)):
         samples: list[float] = []
         for _ in range(args.repeats):

@@ -6,19 +6,23 @@ transport is an ``httpx.MockTransport`` answering 200 at once: no network, no qu
 what is left is the client's own work per post. It reports ``time.process_time()`` per post,
 the best of ``--repeats`` runs (the least disturbed by other work on the machine), in µs.
 
-    python benchmarks/otel.py [--posts 20000] [--repeats 5] [--hookapi PATH]
+    python benchmarks/otel.py [--posts 20000] [--repeats 5] [--quick] [--hookapi PATH] [--out FILE]
 
 Modes: ``absent`` (the ``opentelemetry`` import is blocked), ``unconfigured`` (installed, no
 provider passed or set globally), ``sdk`` (the SDK's tracer and meter providers with an
 in-memory span exporter and metric reader). ``--hookapi PATH`` puts another checkout's
 package first on ``sys.path`` and runs the ``absent`` and ``unconfigured`` modes on it too
-(a checkout from before the instrumentation, to compare).
+(a checkout from before the instrumentation, to compare). The table says the machine's load
+average before and after the run (a shared machine's other work shows in these figures);
+``--out`` writes it to a file as well (``nox -s bench`` writes ``benchmarks/results/otel.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -107,8 +111,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2,000 posts, 2 repeats")
     parser.add_argument("--hookapi", default="", help="another checkout's package directory")
+    parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
+    if args.quick:
+        args.posts, args.repeats = 2_000, 2
+    load_before = os.getloadavg()
     cells = [("absent", ""), ("unconfigured", ""), ("sdk", "")]
     if args.hookapi:
         cells += [("absent", args.hookapi), ("unconfigured", args.hookapi)]
@@ -118,10 +127,26 @@ def main() -> None:
         for mode, path in cells:
             label = f"{mode} ({path})" if path else mode
             runs.setdefault(label, []).append(measure(mode, args.posts, path))
-    print("| mode | CPU per post, best (µs) | all runs (µs) |")
-    print("| --- | ---: | --- |")
+    load_after = os.getloadavg()
+    lines = [
+        f"CPU per post over {args.posts:,} posts, {args.repeats} interleaved repeats; "
+        f"Python {platform.python_version()}, {os.cpu_count()} cores; load average "
+        f"(1, 5, 15 min) {_load(load_before)} before, {_load(load_after)} after.",
+        "",
+        "| mode | CPU per post, best (µs) | all runs (µs) |",
+        "| --- | ---: | --- |",
+    ]
     for label, values in runs.items():
-        print(f"| {label} | {min(values):.2f} | {', '.join(f'{v:.2f}' for v in values)} |")
+        lines.append(f"| {label} | {min(values):.2f} | {', '.join(f'{v:.2f}' for v in values)} |")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            out.write(text)
+
+
+def _load(averages: tuple[float, float, float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in averages)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,14 +85,31 @@ def service(served_hook_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     return served_hook_url
 
 
+def _loggers() -> list[logging.Logger]:
+    named = logging.Logger.manager.loggerDict.values()
+    return [logging.getLogger(), *(log for log in named if isinstance(log, logging.Logger))]
+
+
 @pytest.fixture
-def restored_logging() -> object:
-    """Undo what a block does to the root logger (``logging.basicConfig``)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def restored_logging() -> Iterator[None]:
+    """Undo what a block does to logging (``basicConfig``, ``dictConfig``, handlers added).
+
+    Every logger gets its handlers, level and flags back, and the handlers a block added and
+    left open (a ``HookHandler``, say, which delivers until closed) are closed.
+    """
+    saved = {log: (log.handlers[:], log.level, log.propagate, log.disabled) for log in _loggers()}
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    added: dict[logging.Handler, None] = {}
+    for log in _loggers():
+        before = saved.get(log)
+        added.update((h, None) for h in log.handlers if before is None or h not in before[0])
+        if before is None:
+            log.handlers.clear()
+            continue
+        log.handlers[:], level, log.propagate, log.disabled = before
+        log.setLevel(level)
+    for handler in added:
+        handler.close()
 
 
 @pytest.mark.usefixtures("restored_logging")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import logging
 import math
 import threading
@@ -23,6 +24,7 @@ import anyio
 
 from .._client import AsyncHookClient
 from .._exceptions import InvalidInputError
+from .._otel import _api_installed
 from .._sync import _Forks
 from .._validate import check_timeout
 from ..outbox import Coalesce
@@ -32,6 +34,8 @@ from ._pump import Feed, Pump
 
 __all__ = ["NEVER_SENT", "HookHandler"]
 
+logger = logging.getLogger("hookapi")
+
 #: Loggers whose records are never sent: the hook's own client and its HTTP stack, which
 #: would otherwise report the handler's failures through the handler.
 NEVER_SENT = ("hookapi", "httpx", "httpcore")
@@ -39,6 +43,33 @@ NEVER_SENT = ("hookapi", "httpx", "httpcore")
 
 def _never_sent(name: str) -> bool:
     return any(name == root or name.startswith(root + ".") for root in NEVER_SENT)
+
+
+def _preload(backend: str) -> None:
+    """Import now, in the caller's thread, what the handler's thread imports as it starts.
+
+    The event loop's backend, and whether OpenTelemetry is there (the client asks at its first
+    post). A process that forks while another thread is importing gives the child a module
+    that never finishes initialising: the child's first record would start a thread that dies
+    on it, and the child's records would be queued for nobody.
+    """
+    try:
+        importlib.import_module(f"anyio._backends._{backend}")
+    except ImportError as error:
+        raise InvalidInputError(f"backend={backend!r} needs {error.name} installed.") from None
+    _api_installed()
+
+
+def _key(record: logging.LogRecord) -> str:
+    """What a digest groups a record by: its message before arguments were merged.
+
+    structlog hands ``logging`` its event dictionary as the message: the event name, not the
+    dictionary with its varying fields, is what records of one kind share.
+    """
+    message = record.msg
+    if isinstance(message, Mapping) and "event" in message:
+        message = message["event"]
+    return entry_key(message)
 
 
 def _collected(feed: Feed, forks: int, name: str) -> None:
@@ -76,6 +107,8 @@ class HookHandler(logging.Handler):
         backend: The handler thread's event loop: ``"asyncio"`` or ``"trio"``.
         backend_options: Options for that loop, as :func:`anyio.run` takes them (a virtual
             clock in tests, say).
+        thread: ``False``: never start a thread; records wait in the queue (``capacity`` at
+            most) for :meth:`delivering` to post them on the application's event loop.
 
     Raises:
         InvalidInputError: An option or the URL is invalid (nothing is started then).
@@ -99,8 +132,8 @@ class HookHandler(logging.Handler):
         drain_timeout: float = 5.0,
         backend: Literal["asyncio", "trio"] = "asyncio",
         backend_options: Mapping[str, Any] | None = None,
+        thread: bool = True,
     ) -> None:
-        super().__init__(level)
         given: object = capacity
         if isinstance(given, bool) or not isinstance(given, int) or capacity < 1:
             raise InvalidInputError(f"capacity must be an int >= 1, not {capacity!r}.")
@@ -109,8 +142,12 @@ class HookHandler(logging.Handler):
         if backend not in ("asyncio", "trio"):
             raise InvalidInputError(f"backend must be 'asyncio' or 'trio', not {backend!r}.")
         self._backend = backend
+        _preload(backend)
         self._backend_options = dict(backend_options or {})
         self._capacity = capacity
+        if not isinstance(thread, bool):
+            raise InvalidInputError(f"thread must be True or False, not {thread!r}.")
+        self._own_thread = thread
         self._make: Callable[[], AsyncHookClient] | None
         if isinstance(url_or_client, AsyncHookClient):
             self._client: AsyncHookClient | None = url_or_client
@@ -126,9 +163,16 @@ class HookHandler(logging.Handler):
                 "url_or_client must be a hook URL or an AsyncHookClient, "
                 f"not {type(url_or_client).__name__}."
             )
+        # Last: from here logging knows the handler (logging.shutdown() closes it), so a
+        # handler whose options were refused is never half made in its list.
+        super().__init__(level)
         self._url = self._client.url
         self._start_lock = threading.Lock()
-        self._feed: Feed | None = None
+        # With thread=False the queue exists from the start: records wait for delivering().
+        self._feed: Feed | None = None if thread else Feed(capacity)
+        self._delivering = False
+        #: The pump delivering now (on the thread or in ``delivering()``): what it holds.
+        self._pump: Pump | None = None
         self._thread: threading.Thread | None = None
         self._finalizer: weakref.finalize[..., HookHandler] | None = None
         self._forks = _Forks.count
@@ -139,7 +183,7 @@ class HookHandler(logging.Handler):
 
     @property
     def dropped(self) -> int:
-        """Records dropped because the queue was full, not yet said in a message."""
+        """Records dropped (the queue was full, or formatting raised), not yet said in a message."""
         return 0 if self._feed is None else self._feed.dropped
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -154,33 +198,32 @@ class HookHandler(logging.Handler):
                     return
             if record.thread == feed.thread:
                 return
+            try:
+                text = self.format(record)
+            except Exception as error:
+                # Dropped and counted like a record a full queue turns away; the next message
+                # says so, and handleError() reports it the way logging always does.
+                feed.unformatted(type(error).__name__)
+                raise
             feed.offer(
-                Entry(
-                    text=self.format(record),
-                    level=record.levelname,
-                    created=record.created,
-                    key=entry_key(record.msg),
-                )
+                Entry(text=text, level=record.levelname, created=record.created, key=_key(record))
             )
         except Exception:
             self.handleError(record)
 
     def _start(self) -> Feed | None:
-        """Start the thread and its loop (again, in a fork's child); ``None`` once closed."""
+        """The queue to put records in; ``None`` once closed.
+
+        It starts the thread first if need be (again, in a fork's child).
+        """
         with self._start_lock:
-            if self._forks != _Forks.count:
-                # The parent's thread is not in this process: leave its queue and client be.
-                if self._finalizer is not None:
-                    self._finalizer.detach()
-                self._feed = self._thread = self._finalizer = None
-                self._forks = _Forks.count
-                self._client = None if self._make is None else self._make()
+            self._follow_fork()
             if self._feed is not None:
                 return self._feed
-            if self._closed or self._client is None:
+            if self._closed or self._client is None or not self._own_thread:
                 return None  # closed, or a client of the parent's that cannot follow a fork
             feed = Feed(self._capacity)
-            pump = self._pump(feed, own_thread=True)
+            pump = self._new_pump(feed, self._client, own_thread=True)
             thread = threading.Thread(
                 target=_run,
                 args=(pump, self._backend, self._backend_options),
@@ -194,6 +237,22 @@ class HookHandler(logging.Handler):
             self._feed = feed
             return feed
 
+    def _follow_fork(self) -> None:
+        """In a fork's child, forget the parent's thread, queue and client (under the lock).
+
+        The parent delivers what it had queued; the child starts afresh, with a client of its
+        own when the handler can make one (it was given a URL).
+        """
+        if self._forks == _Forks.count:
+            return
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._feed = self._thread = self._finalizer = None
+        self._forks = _Forks.count
+        self._client = None if self._make is None else self._make()
+        if not self._own_thread and not self._closed:
+            self._feed = Feed(self._capacity)
+
     @contextlib.asynccontextmanager
     async def delivering(self) -> AsyncIterator[Self]:
         """Deliver on the running event loop for the block, instead of on a thread of its own.
@@ -204,17 +263,30 @@ class HookHandler(logging.Handler):
         ``drain_timeout`` seconds. Records logged on this loop are sent too, so keep
         hookapi's own loggers (never sent anyway) the only ones that report its failures.
 
+        With ``thread=False`` the records logged before the block (or between two blocks)
+        waited in the queue and go first. Otherwise a record logged outside a block starts
+        the handler's thread, and a block can no longer start while it runs.
+
+        When the handler was given a URL, each block posts through a client of its own,
+        closed at the end of the block (a client belongs to one event loop).
+
         Raises:
-            RuntimeError: The handler is closed, or already delivering (on a thread, or in
+            RuntimeError: The handler is closed, or already delivering (on its thread, or in
                 another block).
         """
         with self._start_lock:
-            if self._closed or self._feed is not None or self._client is None:
+            self._follow_fork()
+            busy = self._delivering or self._thread is not None
+            if self._closed or busy or self._client is None:
                 raise RuntimeError(
                     f"{self!r} is closed or already delivering; it can deliver in one place."
                 )
-            feed = self._feed = Feed(self._capacity)
-        pump = self._pump(feed, own_thread=False)
+            if self._feed is None:
+                self._feed = Feed(self._capacity)
+            feed = self._feed
+            self._delivering = True
+        client = self._client if self._make is None else self._make()
+        pump = self._new_pump(feed, client, own_thread=False)
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(pump.run)
@@ -224,30 +296,38 @@ class HookHandler(logging.Handler):
                     feed.stop()
         finally:
             with self._start_lock:
-                self._feed = None
+                self._delivering = False
+                if self._feed is feed:
+                    if self._own_thread:
+                        self._feed = None  # the next record starts the thread
+                    else:
+                        feed.rearm()  # records wait for the next block
 
-    def _pump(self, feed: Feed, *, own_thread: bool) -> Pump:
-        assert self._client is not None
-        return Pump(
+    def _new_pump(self, feed: Feed, client: AsyncHookClient, *, own_thread: bool) -> Pump:
+        self._pump = Pump(
             feed,
-            self._client,
-            owns_client=self._make is not None and own_thread,
+            client,
+            owns_client=self._make is not None,  # made by the handler: closed by the pump
             coalesce=self._coalesce,
             drain_timeout=self._drain_timeout,
             own_thread=own_thread,
         )
+        return self._pump
 
     def close(self) -> None:
         """Deliver what is queued for up to ``drain_timeout`` seconds, then stop the thread.
 
         Called by :func:`logging.shutdown` at interpreter exit, so a process that logs and
         ends sends its last records; once the timeout passes, what is left is lost and the
-        process exits. Calling it again does nothing.
+        process exits. With ``thread=False`` and no ``delivering()`` block running, what
+        waits in the queue is lost (and a warning on the ``hookapi`` logger says how much).
+        Calling it again does nothing.
         """
         with self._start_lock:
             self._closed = True
             feed, thread, finalizer = self._feed, self._thread, self._finalizer
             self._feed = self._thread = self._finalizer = None
+            waiting = self._delivering
         if finalizer is not None:
             finalizer.detach()
         if feed is not None and thread is not None and self._forks == _Forks.count:
@@ -256,6 +336,12 @@ class HookHandler(logging.Handler):
                 # The outbox gives up after drain_timeout; the rest is closing the client.
                 wait = self._drain_timeout + 1.0
                 thread.join(None if math.isinf(wait) else wait)
+        elif feed is not None and not waiting and (feed.entries or feed.dropped):
+            logger.warning(
+                "%r closed with %d record(s) never delivered: no delivering() block ran",
+                self,
+                len(feed.entries) + feed.dropped,
+            )
         super().close()
 
 

@@ -42,7 +42,11 @@ class Feed:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.entries: deque[Entry] = deque()
-        self.dropped = 0
+        #: Records turned away because the queue was full, not yet said in a message.
+        self.full = 0
+        #: Records whose formatting raised, not yet said; and the errors' type names.
+        self.broken = 0
+        self.broken_kinds: dict[str, None] = {}
         self.closing = False
         #: True while the pump sleeps: the next record must wake it.
         self.asleep = False
@@ -51,27 +55,52 @@ class Feed:
         #: The pump's thread: records logged there are never sent (no feedback loop).
         self.thread: int | None = None
         self._lock = threading.Lock()
+        self._taken: tuple[int, int, dict[str, None]] = (0, 0, {})
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped (queue full, or formatting raised) and not yet said in a message."""
+        return self.full + self.broken
 
     def offer(self, entry: Entry) -> None:
         """Queue a record, or count it dropped when full; never waits for the pump."""
         if len(self.entries) >= self.capacity:
             with self._lock:
-                self.dropped += 1
+                self.full += 1
             return
         self.entries.append(entry)
         if self.asleep:
             self._wake()
 
-    def take_dropped(self) -> int:
-        """The records dropped since the last call."""
+    def unformatted(self, kind: str) -> None:
+        """Count a record dropped because formatting it raised ``kind`` (an exception's name)."""
         with self._lock:
-            dropped, self.dropped = self.dropped, 0
-        return dropped
+            self.broken += 1
+            self.broken_kinds[kind] = None
+        if self.asleep:
+            self._wake()
 
-    def give_back_dropped(self, count: int) -> None:
-        """Count again drops taken by :meth:`take_dropped` but not yet reported."""
+    def take_dropped(self) -> str:
+        """What was dropped since the last call, as the next message says it (``""``: nothing)."""
         with self._lock:
-            self.dropped += count
+            full, broken, kinds = self.full, self.broken, self.broken_kinds
+            self.full = self.broken = 0
+            self.broken_kinds = {}
+        self._taken = (full, broken, kinds)
+        return _dropped_note(full, broken, kinds, self.capacity)
+
+    def give_back_dropped(self) -> None:
+        """Count again what the last :meth:`take_dropped` took but no message said."""
+        full, broken, kinds = self._taken
+        with self._lock:
+            self.full += full
+            self.broken += broken
+            self.broken_kinds.update(kinds)
+
+    def rearm(self) -> None:
+        """Make a stopped feed ready for the next pump (records keep waiting meanwhile)."""
+        self.closing = False
+        self.asleep = False
 
     def stop(self) -> None:
         """Ask the pump to hand over what is queued, drain, and end."""
@@ -109,8 +138,15 @@ class Pump:
         self._meta: dict[int, Entry] = {}
         self._pending: deque[Receipt] = deque()
         self._changed: anyio.Event | None = None
+        #: The outbox while the pump runs (its ``pending`` is what waits for the hook).
+        self.outbox: Outbox | None = None
         # A record stays readable in a digest: at most a quarter of its room.
         self._text_limit = max(80, coalesce.max_bytes // 4)
+
+    @property
+    def held(self) -> int:
+        """Records handed to the outbox and not yet delivered or given up (their metadata)."""
+        return len(self._meta)
 
     async def run(self) -> None:
         """Deliver until the feed is stopped, then drain for up to ``drain_timeout``."""
@@ -126,6 +162,7 @@ class Pump:
                 on_full="raise",
                 drain_timeout=self._drain_timeout,
             )
+            self.outbox = outbox
             async with outbox:
                 await self._serve(outbox)
         finally:
@@ -174,25 +211,25 @@ class Pump:
     async def _move(self, outbox: Outbox) -> bool:
         """Hand what the feed holds to the outbox; return True when the outbox is full."""
         feed = self._feed
-        dropped = feed.take_dropped()
-        while feed.entries or dropped:
+        note = feed.take_dropped()
+        while feed.entries or note:
             if feed.entries:
                 entry = feed.entries[0]
                 text = truncate(entry.text, self._text_limit)
-                if dropped:
-                    text = f"{_dropped_note(dropped, feed.capacity)}\n{text}"
+                if note:
+                    text = f"{note}\n{text}"
                 entry = replace(entry, text=text)
             else:
-                note = _dropped_note(dropped, feed.capacity)
                 entry = Entry(text=note, level="WARNING", created=time.time(), key=note)
             try:
                 receipt = await outbox.put(entry.text)
             except OutboxFullError:
-                feed.give_back_dropped(dropped)  # said in a later message instead
+                if note:
+                    feed.give_back_dropped()  # said in a later message instead
                 return True
             if feed.entries:
                 feed.entries.popleft()
-            dropped = 0
+            note = ""
             self._meta[receipt.id] = entry
             self._pending.append(receipt)
         return False
@@ -215,9 +252,18 @@ class Pump:
         return build_digest(messages, max_bytes, self._entry, _body_size)
 
 
-def _dropped_note(count: int, capacity: int) -> str:
-    plural = "s were" if count != 1 else " was"
-    return f"({count} record{plural} dropped: the log handler's queue of {capacity} was full)"
+def _records(count: int) -> str:
+    return f"{count} record{'s were' if count != 1 else ' was'} dropped"
+
+
+def _dropped_note(full: int, broken: int, kinds: dict[str, None], capacity: int) -> str:
+    """The line a message starts with when records were dropped before it (``""``: none)."""
+    notes = []
+    if full:
+        notes.append(f"({_records(full)}: the log handler's queue of {capacity} was full)")
+    if broken:
+        notes.append(f"({_records(broken)}: formatting raised {', '.join(kinds)})")
+    return "\n".join(notes)
 
 
 def _body_size(text: str) -> int:
