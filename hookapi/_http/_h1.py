@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httptools
 import httpx
 
-from .._quota import rate_limit_of
+from .._quota import RateLimit, rate_limit_of
 from ._transport import (
     ATTEMPT_OVER,
     FIELDS_EXTENSION,
@@ -43,6 +43,7 @@ MAX_FIELDS: Final = 100  # header lines in a response head, and trailer lines
 MAX_INTERIM: Final = 16  # 1xx answers before the final one
 MAX_LENGTH_DIGITS: Final = 18  # a Content-Length llhttp would take but no body can reach
 PIECE: Final = 64 * 1024  # the largest body piece handed out at once
+READ_SIZE: Final = 64 * 1024  # the connection's receive buffer: bytes taken per read at most
 HIGH_WATER: Final = 256 * 1024  # unread body bytes at which the socket stops being read
 LOW_WATER: Final = 64 * 1024  # ... and below which it is read again
 #: Seconds before the next address of a name is tried while the previous one still connects
@@ -139,11 +140,13 @@ def _request_line(request: httpx.Request) -> bytes:
     return b"%b %b HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)
 
 
-class H1Connection(asyncio.Protocol):
+class H1Connection(asyncio.BufferedProtocol):
     """One HTTP/1.1 connection: the socket's protocol, and the request/answer cycle on it.
 
     The protocol is also the llhttp parser's callback object: ``on_*`` methods are called by
-    ``httptools`` from inside :meth:`data_received`.
+    ``httptools`` from inside :meth:`data_received`. The socket is read into one buffer of the
+    connection's own (a buffered protocol): a plain protocol would have asyncio allocate a
+    fresh 256 KiB ``bytes`` for every read, for answers of a few hundred bytes.
 
     Args:
         origin: What it is opened to.
@@ -153,6 +156,7 @@ class H1Connection(asyncio.Protocol):
     __slots__ = (
         "_active",
         "_body",
+        "_buffer",
         "_complete",
         "_drain",
         "_ends",
@@ -207,6 +211,7 @@ class H1Connection(asyncio.Protocol):
         self._active = False  # a request is out and its answer not yet complete
         self._complete = True  # the last answer was read to its end (by llhttp)
         self._parser: httptools.HttpResponseParser | None = None  # made for the first request
+        self._buffer: memoryview | None = None  # what the socket is read into, once connected
         self._reset_answer(head_only=False)
 
     def _reset_answer(self, *, head_only: bool) -> None:
@@ -243,7 +248,18 @@ class H1Connection(asyncio.Protocol):
             poller.register(sock.fileno(), select.POLLIN)
             self._poll = lambda: bool(poller.poll(0))
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = memoryview(bytearray(READ_SIZE))
+        return buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert self._buffer is not None
+        # llhttp reads the view in place; every callback copies what it keeps.
+        self.data_received(self._buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         parser = self._parser
         if not self._active or parser is None or self._error is not None:
             # Unasked for (or after a broken answer): never parsed, and never reused.
@@ -416,11 +432,16 @@ class H1Connection(asyncio.Protocol):
 
     # State the pool asks about
 
-    def is_reusable(self) -> bool:
+    def is_reusable(self, *, ask_socket: bool = True) -> bool:
         """Whether a new request may go out on this connection now.
 
         Its last answer must be complete and keep-alive, nothing unasked-for may have arrived,
         and the server must not have closed it, even if the loop has not noticed yet.
+
+        Args:
+            ask_socket: Ask the socket whether the server closed it (a system call). The pool
+                asks once, when it takes the connection for a request, not when it is given
+                back: a close in between is seen then.
         """
         return (
             self._complete
@@ -430,7 +451,7 @@ class H1Connection(asyncio.Protocol):
             and not self._stray
             and not self._body
             and self.expires_at > self._loop.time()
-            and not (self._poll is not None and self._poll())
+            and not (ask_socket and self._poll is not None and self._poll())
         )
 
     def close(self) -> None:
@@ -476,6 +497,10 @@ class H1Connection(asyncio.Protocol):
         except BaseException:
             self.close()
             raise
+        return self._response(on_close)
+
+    def _response(self, on_close: Callable[[H1Connection], None]) -> httpx.Response:
+        """The answer whose head was read, its body to follow through its stream."""
         parser = self._parser
         assert parser is not None
         return httpx.Response(
@@ -488,6 +513,62 @@ class H1Connection(asyncio.Protocol):
                 RATE_LIMIT_EXTENSION: rate_limit_of(self._limits),
             },
         )
+
+    async def post(
+        self,
+        head: Callable[[bytes], bytes],
+        body: bytes,
+        on_write: Callable[[], None],
+        on_close: Callable[[H1Connection], None],
+        ends: float,
+    ) -> tuple[int, RateLimit | None] | httpx.Response:
+        """Send the client's own request and read its answer: the default pool's fast path.
+
+        Args:
+            head: Builds the request's bytes (request line, header lines, ``Content-Length``
+                and the body) from ``body``; called once, and its result held by no local.
+            body: The request body, in memory.
+            on_write: The write-start signal, called right before the first byte is written.
+            on_close: As for :meth:`request`; called here already when the answer is complete.
+            ends: The loop time by which the request and its whole answer must be done: each
+                wait's one timer fires then (the client's read and write timeouts never end
+                sooner than its attempt does).
+
+        Returns:
+            ``(status, rate limit)`` of a success (2xx) whose body came whole with its head:
+            the body is dropped and the connection handed to ``on_close``. Anything else
+            (another status, a body still on its way) as :meth:`request` returns it.
+
+        Raises:
+            httpx.TransportError: As for :meth:`request`.
+        """
+        self._read_timeout = None
+        self._ends = ends
+        self.expires_at = math.inf
+        try:
+            on_write()
+            if self._parser is None:
+                self._parser = httptools.HttpResponseParser(self)
+            self._reset_answer(head_only=False)
+            self._complete = False
+            self._active = True
+            # The request line holds the real path: it goes from ``head`` to the socket
+            # without a name, so that no frame a traceback shows holds it.
+            if self._put(head(body)):
+                await self._drained(None)
+            await self._read_head()
+        except BaseException:
+            self.close()
+            raise
+        parser = self._parser
+        assert parser is not None
+        status = parser.get_status_code()
+        if 200 <= status < 300 and self._complete and self._error is None:
+            self._body.clear()
+            rate_limit = rate_limit_of(self._limits)
+            on_close(self)
+            return status, rate_limit
+        return self._response(on_close)
 
     async def _send(self, request: httpx.Request, write_timeout: float | None) -> None:
         fields = request.extensions.get(FIELDS_EXTENSION)

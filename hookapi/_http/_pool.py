@@ -17,7 +17,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -43,6 +43,7 @@ except ImportError:  # httptools is not installed (it is required on CPython onl
 if TYPE_CHECKING:
     import ssl
 
+    from .._quota import RateLimit
     from ._h1 import H1Connection, Origin
     from ._tls import CertTypes, VerifyTypes
 
@@ -258,6 +259,13 @@ class _Slots:
         self._free = size
         self._waiters: deque[asyncio.Future[None]] = deque()
 
+    def take(self) -> bool:
+        """Take a free slot without waiting, if there is one and nobody waits for one."""
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
     async def acquire(self, pool_timeout: float | None) -> None:
         """Take a slot, waiting at most ``pool_timeout`` seconds (None: for ever) for one."""
         if self._free and not self._waiters:
@@ -296,6 +304,13 @@ def _within(timeout: float | None, ends: float) -> float | None:
         return timeout
     left = max(0.0, ends - anyio.current_time())
     return left if timeout is None else min(timeout, left)
+
+
+def _left(timeout: float, ends: float, loop: asyncio.AbstractEventLoop) -> float:
+    """:func:`_within` on asyncio, with the loop's clock read directly."""
+    if ends == math.inf:
+        return timeout
+    return min(timeout, max(0.0, ends - loop.time()))
 
 
 class _Bound(httpcore.AsyncNetworkBackend):
@@ -552,6 +567,72 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                 host_slots.release()
             raise
 
+    async def post(
+        self,
+        origin: Origin,
+        head: Callable[[bytes], bytes],
+        body: bytes,
+        *,
+        attempt: float,
+        deadline: float,
+        on_write: Callable[[], None],
+    ) -> tuple[int, RateLimit | None] | httpx.Response:
+        """Send the client's own request, given as its bytes: the fast path, asyncio only.
+
+        What :meth:`handle_async_request` does for the client's request on asyncio, without
+        the request and (for a complete success) the response objects. Only when
+        :meth:`bounds_every_wait` says the asyncio path is taken.
+
+        Args:
+            origin: (scheme, host, port) to send to.
+            head: Builds the request's bytes from ``body`` (the real path is in them: they
+                are built at the write, never held by a local here).
+            body: The request body.
+            attempt: Seconds the attempt may take as a whole (its timeout, every wait's).
+            deadline: The call's deadline, in loop time.
+            on_write: The write-start signal.
+
+        Returns:
+            ``(status, rate limit)`` of a 2xx answer that came whole (the connection is back in
+            the pool), else the response as :meth:`handle_async_request` returns it.
+
+        Raises:
+            WrongEventLoopError: The pool first ran on another event loop.
+            httpx.TransportError: The request failed (``UnsupportedProtocol`` once closed).
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            raise WrongEventLoopError(loop_mismatch("connection pool", self._loop) or "")
+        if self._closed:
+            raise httpx.UnsupportedProtocol("The connection pool is closed.")
+        now = loop.time()
+        ends = min(deadline, now + attempt)
+        slots = self._h1_slots
+        if slots is None:
+            slots = self._h1_slots = _Slots(self._max)
+        host_slots = None
+        if self._per_host is not None:
+            host_slots = self._h1_host_slots.get(origin)
+            if host_slots is None:
+                host_slots = self._h1_host_slots[origin] = _Slots(self._per_host)
+            await host_slots.acquire(_left(attempt, ends, loop))
+        try:
+            if not slots.take():
+                await slots.acquire(_left(attempt, ends, loop))
+            try:
+                connection = self._idle_h1(origin)
+                if connection is None:
+                    connect = _left(attempt, ends, loop)
+                    connection = await self._open_h1(origin, origin[0] == b"https", connect)
+                return await connection.post(head, body, on_write, self._give_back_h1, ends)
+            except BaseException:
+                slots.release()
+                raise
+        except BaseException:
+            if host_slots is not None:
+                host_slots.release()
+            raise
+
     def _idle_h1(self, origin: Origin) -> H1Connection | None:
         idle = self._h1_idle.get(origin)
         while idle:
@@ -575,7 +656,11 @@ class ConnectionPool(httpx.AsyncBaseTransport):
 
     def _give_back_h1(self, connection: H1Connection) -> None:
         try:
-            if not self._closed and connection.is_reusable() and self.idle_connections < self._max:
+            if (
+                not self._closed
+                and connection.is_reusable(ask_socket=False)
+                and self.idle_connections < self._max
+            ):
                 idle = min(self._expiry, connection.reuse_within)
                 connection.expires_at = asyncio.get_running_loop().time() + idle
                 self._h1_idle.setdefault(connection.origin, []).append(connection)
