@@ -12,7 +12,7 @@ import math
 import sys
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import httpx
@@ -32,8 +32,6 @@ from .._quota import (
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from ._pool import ConnectionPool
 
 __all__ = [
     "ATTEMPT_EXTENSION",
@@ -118,6 +116,23 @@ def delivery_of(exc: httpx.TransportError) -> Delivery:
     return Delivery.UNKNOWN
 
 
+class _BytesPool(Protocol):
+    """What the fast path needs of the default pool (``ConnectionPool``, not imported here)."""
+
+    def bounds_every_wait(self) -> bool: ...
+
+    async def post(
+        self,
+        origin: tuple[bytes, bytes, int],
+        head: Callable[[bytes], bytes],
+        body: bytes,
+        *,
+        attempt: float,
+        deadline: float,
+        on_write: Callable[[], None],
+    ) -> tuple[int, RateLimit | None] | httpx.Response: ...
+
+
 def _head_builder(prefix: bytes) -> Callable[[bytes], bytes]:
     """What makes a request's bytes from its body: ``prefix``, its length, and the body.
 
@@ -181,7 +196,7 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
         # The fast path's pieces: hookapi's own pool (exactly: a subclass may change what a
         # request does), the origin it sends to, and what builds the request's bytes.
         pools = sys.modules.get(f"{__package__}._pool")
-        self._pool: ConnectionPool | None = (
+        self._pool: _BytesPool | None = (
             inner  # type: ignore[assignment]
             if fields is not None and pools is not None and type(inner) is pools.ConnectionPool
             else None
