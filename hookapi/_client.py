@@ -471,7 +471,10 @@ class AsyncHookClient:
         body = encode_message(text)
         attempt_timeout = self._timeout if timeout is None else check_timeout("timeout", timeout)
         total = self._retry.deadline if deadline is None else check_timeout("deadline", deadline)
-        fast = self._transport.bounds_every_wait()
+        # With nothing to report to, the request goes to the pool as bytes (no request or
+        # response objects), through the same quota, signals and errors: the fast path.
+        as_bytes = trace is None and self._transport.takes_bytes()
+        fast = as_bytes or self._transport.bounds_every_wait()
         # On the fast path the loop is asyncio's, whose clock anyio.current_time() reads too:
         # read it directly, without asking which library runs, several times a message.
         loop: Any = self._loop
@@ -493,9 +496,7 @@ class AsyncHookClient:
             # connection ends by the deadline, so no cancel scope is needed to keep it; an
             # attempt that reaches the deadline fails as the scope would have failed it.
             call.unscoped = True
-            # With nothing to report to, the request goes to the pool as bytes (no request
-            # or response objects), through the same quota, signals and errors.
-            call.as_bytes = trace is None and self._transport.takes_bytes()
+            call.as_bytes = as_bytes
             status, rate_limit = await call_with_retries(
                 self._retry, call.attempt, deadline_at=deadline_at, what=what
             )

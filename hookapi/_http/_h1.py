@@ -56,6 +56,21 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 # llhttp takes any byte but CR and LF in a reason phrase; a control character there is refused.
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
+_CONTENT_LENGTH: Final = 1
+_TRANSFER_ENCODING: Final = 2
+_KEEP_ALIVE: Final = 3
+#: The header names the connection reads (lower case): a kind above, or for the rate-limit
+#: headers the rest of the name, as :func:`~hookapi._quota.rate_limit_of` takes them.
+_NAMES: Final[dict[bytes, int | bytes]] = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"keep-alive": _KEEP_ALIVE,
+    **{
+        b"x-rate-limit-" + rest: rest
+        for rest in (b"total-per-hour", b"total-per-day", b"used", b"remaining")
+    },
+}
+
 _NO_ANSWER = "Server disconnected without sending a response."
 _EARLY = "Server disconnected before the response body was complete."
 
@@ -172,6 +187,7 @@ class H1Connection(asyncio.BufferedProtocol):
         "_limits",
         "_loop",
         "_lost",
+        "_one_timer",
         "_parser",
         "_poll",
         "_progress",
@@ -182,6 +198,7 @@ class H1Connection(asyncio.BufferedProtocol):
         "_stalled",
         "_stray",
         "_te_seen",
+        "_timer",
         "_trailers",
         "_transport",
         "_waiter",
@@ -212,13 +229,18 @@ class H1Connection(asyncio.BufferedProtocol):
         self._complete = True  # the last answer was read to its end (by llhttp)
         self._parser: httptools.HttpResponseParser | None = None  # made for the first request
         self._buffer: memoryview | None = None  # what the socket is read into, once connected
+        # The fast path (post) keeps one timer per connection for the requests' ends, moved
+        # only when a request must end sooner than it fires, instead of one per wait.
+        self._one_timer = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._body = bytearray()  # body bytes parsed and not yet handed out
         self._reset_answer(head_only=False)
 
     def _reset_answer(self, *, head_only: bool) -> None:
         """Forget the last answer (llhttp itself is ready for the next once one completes)."""
         self._head_only = head_only
         self._error: Exception | None = None  # the answer is broken: raised to its reader
-        self._body = bytearray()  # body bytes parsed and not yet handed out
+        self._body.clear()  # never handed out itself (only copies of it), so it is reused
         self._received = 0
         self._interim = 0
         self._stalled = 0  # bytes fed since a callback last showed progress
@@ -356,33 +378,39 @@ class H1Connection(asyncio.BufferedProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._progress = True
+        size = self._head_bytes = self._head_bytes + len(name) + len(value) + 4
         if self._head_done:  # a trailer: bounded, then dropped
             self._trailers += 1
-            self._head_bytes += len(name) + len(value) + 4
-            if self._trailers > MAX_FIELDS or self._head_bytes > MAX_HEAD:
+            if self._trailers > MAX_FIELDS or size > MAX_HEAD:
                 raise httpx.RemoteProtocolError("The response's trailers are too large.")
             return
-        self._head_bytes += len(name) + len(value) + 4
         headers = self._headers
-        headers.append((name, value.rstrip(b" \t")))  # llhttp keeps trailing whitespace
-        if len(headers) > MAX_FIELDS or self._head_bytes > MAX_HEAD:
+        stripped = value.rstrip(b" \t")  # llhttp keeps trailing whitespace
+        headers.append((name, stripped))
+        if len(headers) > MAX_FIELDS or size > MAX_HEAD:
             raise httpx.RemoteProtocolError("The response head is too large.")
+        # One lookup tells the few names that matter from the rest.
         lower = name.lower()
-        if lower == b"content-length":
+        kind = _NAMES.get(lower)
+        if kind is None:
+            if lower.startswith(b"x-rate-limit-"):  # another one: the answer has a RateLimit
+                self._limits.setdefault(lower[13:], stripped)
+            return
+        if type(kind) is bytes:
+            # Picked out here, while llhttp reports the line: the quota reads these four on
+            # every answer, and a second pass over the headers would cost as much again.
+            self._limits.setdefault(kind, stripped)
+        elif kind == _CONTENT_LENGTH:
             self._framed = True
             if len(value) > MAX_LENGTH_DIGITS:
                 raise httpx.RemoteProtocolError("The response's Content-Length is too large.")
-        elif lower == b"transfer-encoding":
+        elif kind == _TRANSFER_ENCODING:
             self._framed = True
             if self._te_seen or value.lower() != b"chunked":
                 raise httpx.RemoteProtocolError("The response's Transfer-Encoding is unsupported.")
             self._te_seen = True
-        elif lower == b"keep-alive":
+        else:
             self.reuse_within = reuse_within(value)
-        elif lower[:13] == b"x-rate-limit-":
-            # Picked out here, while llhttp reports the line: the quota reads these four on
-            # every answer, and a second pass over the headers would cost as much again.
-            self._limits.setdefault(lower[13:], headers[-1][1])
 
     def on_headers_complete(self) -> None:
         # llhttp resets its flags once the message completes: read them now.
@@ -454,11 +482,18 @@ class H1Connection(asyncio.BufferedProtocol):
             and not (ask_socket and self._poll is not None and self._poll())
         )
 
+    def loop_time(self) -> float:
+        """The time on the connection's event loop."""
+        return self._loop.time()
+
     def close(self) -> None:
         """Close the connection at once; whatever it was doing is abandoned."""
         self._keep_alive = False
         self._eof = True
         self._active = False
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         transport = self._transport
         if transport is not None:
             transport.abort()
@@ -486,6 +521,7 @@ class H1Connection(asyncio.BufferedProtocol):
         """
         timeouts: dict[str, Any] = request.extensions.get("timeout") or {}
         self._read_timeout = timeouts.get("read")
+        self._one_timer = False
         self._ends = ends
         self.expires_at = float("inf")  # a slow answer does not age the connection
         try:
@@ -543,6 +579,7 @@ class H1Connection(asyncio.BufferedProtocol):
             httpx.TransportError: As for :meth:`request`.
         """
         self._read_timeout = None
+        self._one_timer = ends != math.inf
         self._ends = ends
         self.expires_at = math.inf
         try:
@@ -647,8 +684,18 @@ class H1Connection(asyncio.BufferedProtocol):
     ) -> None:
         """Await ``future``; a timer fails it with ``error(text)`` if ``seconds`` pass first.
 
-        The same one timer also keeps the wait within the attempt's end (``self._ends``).
+        The same one timer also keeps the wait within the attempt's end (``self._ends``). On
+        the fast path (no ``seconds``: every wait ends with the attempt) the connection's one
+        timer does it instead.
         """
+        if seconds is None and self._one_timer:
+            timer = self._timer
+            if timer is None or timer.when() > self._ends:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = self._loop.call_at(self._ends, self._time_up)
+            await future
+            return
         timer = None
         ends = self._ends
         if seconds is not None or ends != math.inf:
@@ -661,6 +708,22 @@ class H1Connection(asyncio.BufferedProtocol):
         finally:
             if timer is not None:
                 timer.cancel()
+
+    def _time_up(self) -> None:
+        """The connection's one timer: fail the current wait if its request's end has come."""
+        self._timer = None
+        ends = self._ends
+        if not self._one_timer:
+            return  # the request now on the connection has timers of its own
+        if self._loop.time() < ends:
+            # A later request's end (the timer is only moved to an earlier one): wait on.
+            self._timer = self._loop.call_at(ends, self._time_up)
+            return
+        drain, waiter = self._drain, self._waiter
+        if drain is not None:
+            _expire(drain, httpx.WriteTimeout, ATTEMPT_OVER)
+        if waiter is not None:
+            _expire(waiter, httpx.ReadTimeout, ATTEMPT_OVER)
 
     # The answer
 

@@ -233,11 +233,18 @@ def _on_asyncio() -> bool:
         return False
 
 
+_httpcore_method: list[object] = [None, False]  # the method last looked at, and the answer
+
+
 def _httpcore_patched() -> bool:
     # respx's default mocking patches httpcore's connection class; while it does, requests
     # take httpcore's path so that the mocks see them, as they did before the asyncio path.
-    module = getattr(httpcore.AsyncHTTPConnection.handle_async_request, "__module__", None)
-    return not (isinstance(module, str) and module.startswith("httpcore."))
+    method = httpcore.AsyncHTTPConnection.handle_async_request
+    last = _httpcore_method
+    if method is not last[0]:
+        module = getattr(method, "__module__", None)
+        last[:] = [method, not (isinstance(module, str) and module.startswith("httpcore."))]
+    return last[1] is True
 
 
 def _time_out(waiter: asyncio.Future[None]) -> None:
@@ -480,6 +487,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         self._asyncio: bool | None = None  # which path, learnt on the first request
         # The asyncio path:
         self._h1_idle: dict[Origin, list[H1Connection]] = {}
+        self._h1_idle_count = 0  # connections in those lists, kept as they change
         self._h1_slots: _Slots | None = None
         self._h1_host_slots: dict[Origin, _Slots] = {}
         # Any other backend:
@@ -493,7 +501,8 @@ class ConnectionPool(httpx.AsyncBaseTransport):
     @property
     def idle_connections(self) -> int:
         """Connections open and waiting for a request, all hosts together."""
-        return sum(map(len, self._idle.values())) + sum(map(len, self._h1_idle.values()))
+        idle = self._idle
+        return self._h1_idle_count + (sum(map(len, idle.values())) if idle else 0)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on an idle connection (or a new one) and return the answer.
@@ -637,6 +646,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         idle = self._h1_idle.get(origin)
         while idle:
             candidate = idle.pop()
+            self._h1_idle_count -= 1
             if candidate.is_reusable():
                 return candidate
             candidate.close()
@@ -662,8 +672,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                 and self.idle_connections < self._max
             ):
                 idle = min(self._expiry, connection.reuse_within)
-                connection.expires_at = asyncio.get_running_loop().time() + idle
+                connection.expires_at = connection.loop_time() + idle
                 self._h1_idle.setdefault(connection.origin, []).append(connection)
+                self._h1_idle_count += 1
             else:
                 connection.close()
         finally:
@@ -769,6 +780,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         """
         self._closed = True
         h1_idle, self._h1_idle = self._h1_idle, {}
+        self._h1_idle_count = 0
         for h1_list in h1_idle.values():
             for h1 in h1_list:
                 h1.close()
