@@ -236,6 +236,7 @@ class AsyncHookClient:
         path = f"{raw_base}/{self._hook_id}/{{}}/message"
         self._url = self._base_url.copy_with(raw_path=path.format(PLACEHOLDER).encode("ascii"))
         self._url_text = str(self._url)
+        self._what = f"POST {self._url_text}"  # how retry log records name the request
         own = transport is None
         if transport is None:
             # Imported here: httpcore pulls in trio when it is installed, a cost
@@ -490,7 +491,6 @@ class AsyncHookClient:
             clock=clock,
             trace=trace,
         )
-        what = f"POST {self._url_text}"
         if fast:
             # The fast path: the quota answers without awaiting and every wait of the
             # connection ends by the deadline, so no cancel scope is needed to keep it; an
@@ -498,7 +498,7 @@ class AsyncHookClient:
             call.unscoped = True
             call.as_bytes = as_bytes
             status, rate_limit = await call_with_retries(
-                self._retry, call.attempt, deadline_at=deadline_at, what=what
+                self._retry, call.attempt, deadline_at=deadline_at, what=self._what
             )
             return PostResult(
                 status_code=status,
@@ -508,7 +508,7 @@ class AsyncHookClient:
             )
         with anyio.CancelScope(deadline=deadline_at) as scope:
             status, rate_limit = await call_with_retries(
-                self._retry, call.attempt, deadline_at=deadline_at, what=what
+                self._retry, call.attempt, deadline_at=deadline_at, what=self._what
             )
             return PostResult(
                 status_code=status,

@@ -72,6 +72,7 @@ _NAMES: Final[dict[bytes, int | bytes]] = {
 }
 
 _NO_ANSWER = "Server disconnected without sending a response."
+_MID_HEAD = "Server disconnected in the middle of the response head."
 _EARLY = "Server disconnected before the response body was complete."
 
 
@@ -593,7 +594,8 @@ class H1Connection(asyncio.BufferedProtocol):
             # without a name, so that no frame a traceback shows holds it.
             if self._put(head(body)):
                 await self._drained(None)
-            await self._read_head()
+            while not self._head_done:
+                await self._more(_NO_ANSWER if not self._received else _MID_HEAD)
         except BaseException:
             self.close()
             raise
@@ -689,11 +691,7 @@ class H1Connection(asyncio.BufferedProtocol):
         timer does it instead.
         """
         if seconds is None and self._one_timer:
-            timer = self._timer
-            if timer is None or timer.when() > self._ends:
-                if timer is not None:
-                    timer.cancel()
-                self._timer = self._loop.call_at(self._ends, self._time_up)
+            self._arm()
             await future
             return
         timer = None
@@ -708,6 +706,14 @@ class H1Connection(asyncio.BufferedProtocol):
         finally:
             if timer is not None:
                 timer.cancel()
+
+    def _arm(self) -> None:
+        """Have the connection's one timer fire by the current request's end."""
+        timer = self._timer
+        if timer is None or timer.when() > self._ends:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(self._ends, self._time_up)
 
     def _time_up(self) -> None:
         """The connection's one timer: fail the current wait if its request's end has come."""
@@ -738,6 +744,13 @@ class H1Connection(asyncio.BufferedProtocol):
         if self._reading_paused:
             self._resume_reading()
         waiter = self._waiter = self._loop.create_future()
+        if self._read_timeout is None and self._one_timer:
+            self._arm()  # _within's fast-path case, without its coroutine
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+            return
         text = "No response arrived within the read timeout."
         try:
             await self._within(waiter, self._read_timeout, httpx.ReadTimeout, text)
@@ -750,11 +763,7 @@ class H1Connection(asyncio.BufferedProtocol):
 
     async def _read_head(self) -> None:
         while not self._head_done:
-            await self._more(
-                "Server disconnected in the middle of the response head."
-                if self._received
-                else _NO_ANSWER
-            )
+            await self._more(_MID_HEAD if self._received else _NO_ANSWER)
 
     def _complete_body(self) -> bytes | None:
         """The whole body, if it is already here (the usual small answer); else None."""
