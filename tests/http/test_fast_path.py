@@ -22,6 +22,7 @@ from hookapi import APIStatusError, APITimeoutError, AsyncHookClient, HookAPIErr
 from hookapi._http._pool import ConnectionPool
 from hookapi._quota import HookState, RateLimit
 
+from ..test_secret_locals import frame_locals, rendered_frames
 from .test_h1 import OK, VIRTUAL, Peer, Server, answering, serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.socket]
@@ -260,3 +261,52 @@ async def test_one_timer_per_connection_not_per_request(monkeypatch: pytest.Monk
     assert server.connections == 1
     assert len(timers) <= 1
     assert all(math.isfinite(when) for when in timers)
+
+
+FAILURES = ("reset", "silent", "cancelled")
+
+
+@VIRTUAL
+@pytest.mark.parametrize("failure", FAILURES)
+async def test_no_frame_of_a_failed_fast_post_holds_the_secret(failure: str) -> None:
+    secret = "fastpathsecret0123456789"
+
+    async def handle(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(OK)
+        await peer.request()
+        if failure == "reset":
+            await peer.send(b"HTTP/1.1 200 OK\r\nContent-Le")
+            peer.reset()
+            return
+        await peer.server.release.wait()
+
+    caught: BaseException | None = None
+    async with serve(handle) as server:
+        base = server.url.rsplit("/hook/", 1)[0]
+        client = AsyncHookClient(
+            hook_id="h1", secret=secret, base_url=base, retry=RetryPolicy.disabled()
+        )
+        async with client:
+            await client.post_message("the pool learns which loop runs it")
+            assert client._transport.takes_bytes()
+            if failure == "cancelled":
+                task = asyncio.ensure_future(client.post_message("cancelled while it waits"))
+                await server.arrived.wait()
+                server.arrived.clear()
+                await asyncio.sleep(1)
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError as exc:
+                    caught = exc
+            else:
+                try:
+                    await client.post_message("fails", timeout=5.0)
+                except HookAPIError as exc:
+                    caught = exc
+    assert caught is not None
+    assert secret not in rendered_frames(caught).lower()
+    for function, name, value in frame_locals(caught):
+        if function != "test_no_frame_of_a_failed_fast_post_holds_the_secret":  # holds it
+            assert secret not in value.lower(), (function, name)
