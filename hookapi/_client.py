@@ -236,6 +236,7 @@ class AsyncHookClient:
         path = f"{raw_base}/{self._hook_id}/{{}}/message"
         self._url = self._base_url.copy_with(raw_path=path.format(PLACEHOLDER).encode("ascii"))
         self._url_text = str(self._url)
+        self._what = f"POST {self._url_text}"  # how retry log records name the request
         own = transport is None
         if transport is None:
             # Imported here: httpcore pulls in trio when it is installed, a cost
@@ -268,16 +269,6 @@ class AsyncHookClient:
         self._quota = quota if quota is not None else default_store()
         # What the client reports through is looked up at its first post, once.
         self._providers = check_providers(tracer_provider, meter_provider)
-        key = HookKey(base_url=str(self._base_url).rstrip("/"), hook_id=self._hook_id)
-        self._transport = RateLimitTransport(
-            transport,
-            store=self._quota,
-            key=key,
-            real_url=self._base_url.copy_with(
-                raw_path=path.format(self._secret.reveal()).encode("ascii")
-            ),
-            own_inner=own,
-        )
         # Every header but Content-Length, as raw pairs: building each request from them skips
         # httpx's header normalisation and body encoding, the largest cost on the hot path.
         agent: object = user_agent or f"hookapi/{__version__}"
@@ -290,6 +281,17 @@ class AsyncHookClient:
             (b"Accept-Encoding", b"identity"),
             (b"Content-Type", b"application/json"),
             (b"User-Agent", agent.encode("ascii")),
+        )
+        key = HookKey(base_url=str(self._base_url).rstrip("/"), hook_id=self._hook_id)
+        self._transport = RateLimitTransport(
+            transport,
+            store=self._quota,
+            key=key,
+            real_url=self._base_url.copy_with(
+                raw_path=path.format(self._secret.reveal()).encode("ascii")
+            ),
+            own_inner=own,
+            fields=self._fields,
         )
         self._rate_limit: RateLimit | None = None
         self._closed = False
@@ -470,7 +472,10 @@ class AsyncHookClient:
         body = encode_message(text)
         attempt_timeout = self._timeout if timeout is None else check_timeout("timeout", timeout)
         total = self._retry.deadline if deadline is None else check_timeout("deadline", deadline)
-        fast = self._transport.bounds_every_wait()
+        # With nothing to report to, the request goes to the pool as bytes (no request or
+        # response objects), through the same quota, signals and errors: the fast path.
+        as_bytes = trace is None and self._transport.takes_bytes()
+        fast = as_bytes or self._transport.bounds_every_wait()
         # On the fast path the loop is asyncio's, whose clock anyio.current_time() reads too:
         # read it directly, without asking which library runs, several times a message.
         loop: Any = self._loop
@@ -486,29 +491,29 @@ class AsyncHookClient:
             clock=clock,
             trace=trace,
         )
-        what = f"POST {self._url_text}"
         if fast:
             # The fast path: the quota answers without awaiting and every wait of the
             # connection ends by the deadline, so no cancel scope is needed to keep it; an
             # attempt that reaches the deadline fails as the scope would have failed it.
             call.unscoped = True
-            response = await call_with_retries(
-                self._retry, call.attempt, deadline_at=deadline_at, what=what
+            call.as_bytes = as_bytes
+            status, rate_limit = await call_with_retries(
+                self._retry, call.attempt, deadline_at=deadline_at, what=self._what
             )
             return PostResult(
-                status_code=response.status_code,
+                status_code=status,
                 attempts=call.sent,
-                rate_limit=response.extensions.get(RATE_LIMIT_EXTENSION),
+                rate_limit=rate_limit,
                 elapsed=clock() - started,
             )
         with anyio.CancelScope(deadline=deadline_at) as scope:
-            response = await call_with_retries(
-                self._retry, call.attempt, deadline_at=deadline_at, what=what
+            status, rate_limit = await call_with_retries(
+                self._retry, call.attempt, deadline_at=deadline_at, what=self._what
             )
             return PostResult(
-                status_code=response.status_code,
+                status_code=status,
                 attempts=call.sent,
-                rate_limit=response.extensions.get(RATE_LIMIT_EXTENSION),
+                rate_limit=rate_limit,
                 elapsed=clock() - started,
             )
         assert scope.cancelled_caught
@@ -564,18 +569,59 @@ class AsyncHookClient:
         # Raised outside the except block, so the original is not even the implicit context,
         # and dropped from this frame: its traceback reaches the frames that held the real
         # URL and the proxy's credentials. The cause is a copy with redacted texts, no frames.
-        if isinstance(failure, QuotaWaitTooLong):
-            wait = failure.wait
-            del failure
-            # Unscoped, a wait the deadline ended is told as the cancel scope would tell it.
-            raise self._local_refusal(wait, waited=call.past_deadline())
-        if isinstance(failure, httpx.TimeoutException) and call.past_deadline():
-            del failure
-            raise self._deadline_error(call)
-        error = self._connection_error(failure)
-        cause = sanitized_chain(failure, self._hide)
+        error, cause = self._error_of(failure, call)
         del failure
+        if cause is None:
+            raise error
         raise error from cause
+
+    async def _send_bytes(self, call: _Call, attempt: int) -> tuple[int, RateLimit | None]:
+        """:meth:`_send` on the fast path: the body to the pool as bytes, no httpx objects.
+
+        A complete 2xx answer comes back as its status and rate limit; any other answer
+        goes on through :meth:`_handle`, and every failure through :meth:`_error_of`.
+        """
+        remaining = call.deadline_at - call.clock()
+        if remaining <= 0:
+            raise APITimeoutError(
+                f"POST {self._url_text} ran out of its deadline before attempt {attempt}.",
+                url=self._url_text,
+            )
+        failure: httpx.TransportError | QuotaWaitTooLong
+        try:
+            answer = await self._transport.post(
+                call.body,
+                attempt=min(call.timeout, remaining),
+                deadline=call.deadline_at,
+                extensions=call.extensions,
+            )
+        except (httpx.TransportError, QuotaWaitTooLong) as exc:
+            failure = exc
+        else:
+            if type(answer) is tuple:
+                if answer[1] is not None:
+                    self._rate_limit = answer[1]
+                return answer
+            assert isinstance(answer, httpx.Response)
+            response = await self._handle(answer, call)
+            return response.status_code, response.extensions.get(RATE_LIMIT_EXTENSION)
+        # As in _send: raised outside the except block, the original dropped from this frame.
+        error, cause = self._error_of(failure, call)
+        del failure
+        if cause is None:
+            raise error
+        raise error from cause
+
+    def _error_of(
+        self, failure: httpx.TransportError | QuotaWaitTooLong, call: _Call
+    ) -> tuple[HookAPIError, BaseException | None]:
+        """The error an attempt's failure raises, and its cause (a redacted copy, or None)."""
+        if isinstance(failure, QuotaWaitTooLong):
+            # Unscoped, a wait the deadline ended is told as the cancel scope would tell it.
+            return self._local_refusal(failure.wait, waited=call.past_deadline()), None
+        if isinstance(failure, httpx.TimeoutException) and call.past_deadline():
+            return self._deadline_error(call), None
+        return self._connection_error(failure), sanitized_chain(failure, self._hide)
 
     def _local_refusal(self, wait: float | None, *, waited: bool = False) -> RateLimitError:
         # The wait is the client's own count: the service names no reset time, so a fixed
@@ -695,6 +741,7 @@ class _Call:
     """The state of one post_message call, shared by its attempts."""
 
     __slots__ = (
+        "as_bytes",
         "attempts",
         "body",
         "client",
@@ -727,6 +774,7 @@ class _Call:
         self.deadline_at = deadline_at
         self.total = total
         self.unscoped = False  # no cancel scope keeps the deadline: the waits' own timers do
+        self.as_bytes = False  # the attempts go to the pool as bytes (the fast path)
         self.attempts = 0
         self.sent = 0  # requests that may have reached the network
         self.extensions: dict[str, Any] = {}
@@ -739,11 +787,16 @@ class _Call:
         """Whether the latest attempt was handed to the network (so it may have arrived)."""
         return bool(self.extensions.get(SENDING_EXTENSION))
 
-    async def attempt(self, number: int) -> httpx.Response:
+    async def attempt(self, number: int) -> tuple[int, RateLimit | None]:
+        """Make attempt ``number``: the status and rate limit of its success, or its error."""
         self.attempts = number
         self.extensions = {}
         try:
-            response = await self.client._send(self, number)
+            if self.as_bytes:
+                answer = await self.client._send_bytes(self, number)
+            else:
+                response = await self.client._send(self, number)
+                answer = response.status_code, response.extensions.get(RATE_LIMIT_EXTENSION)
         except HookAPIError as exc:
             self.sent += self.sending()
             exc.attempts = self.sent
@@ -753,8 +806,8 @@ class _Call:
             raise
         self.sent += self.sending()
         if self.trace is not None:
-            self.trace.answered(response.status_code, response.extensions.get(RATE_LIMIT_EXTENSION))
-        return response
+            self.trace.answered(*answer)
+        return answer
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httptools
 import httpx
 
-from .._quota import rate_limit_of
+from .._quota import RateLimit, rate_limit_of
 from ._transport import (
     ATTEMPT_OVER,
     FIELDS_EXTENSION,
@@ -43,6 +43,7 @@ MAX_FIELDS: Final = 100  # header lines in a response head, and trailer lines
 MAX_INTERIM: Final = 16  # 1xx answers before the final one
 MAX_LENGTH_DIGITS: Final = 18  # a Content-Length llhttp would take but no body can reach
 PIECE: Final = 64 * 1024  # the largest body piece handed out at once
+READ_SIZE: Final = 64 * 1024  # the connection's receive buffer: bytes taken per read at most
 HIGH_WATER: Final = 256 * 1024  # unread body bytes at which the socket stops being read
 LOW_WATER: Final = 64 * 1024  # ... and below which it is read again
 #: Seconds before the next address of a name is tried while the previous one still connects
@@ -55,7 +56,23 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 # llhttp takes any byte but CR and LF in a reason phrase; a control character there is refused.
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
+_CONTENT_LENGTH: Final = 1
+_TRANSFER_ENCODING: Final = 2
+_KEEP_ALIVE: Final = 3
+#: The header names the connection reads (lower case): a kind above, or for the rate-limit
+#: headers the rest of the name, as :func:`~hookapi._quota.rate_limit_of` takes them.
+_NAMES: Final[dict[bytes, int | bytes]] = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"keep-alive": _KEEP_ALIVE,
+    **{
+        b"x-rate-limit-" + rest: rest
+        for rest in (b"total-per-hour", b"total-per-day", b"used", b"remaining")
+    },
+}
+
 _NO_ANSWER = "Server disconnected without sending a response."
+_MID_HEAD = "Server disconnected in the middle of the response head."
 _EARLY = "Server disconnected before the response body was complete."
 
 
@@ -139,11 +156,13 @@ def _request_line(request: httpx.Request) -> bytes:
     return b"%b %b HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)
 
 
-class H1Connection(asyncio.Protocol):
+class H1Connection(asyncio.BufferedProtocol):
     """One HTTP/1.1 connection: the socket's protocol, and the request/answer cycle on it.
 
     The protocol is also the llhttp parser's callback object: ``on_*`` methods are called by
-    ``httptools`` from inside :meth:`data_received`.
+    ``httptools`` from inside :meth:`data_received`. The socket is read into one buffer of the
+    connection's own (a buffered protocol): a plain protocol would have asyncio allocate a
+    fresh 256 KiB ``bytes`` for every read, for answers of a few hundred bytes.
 
     Args:
         origin: What it is opened to.
@@ -153,6 +172,7 @@ class H1Connection(asyncio.Protocol):
     __slots__ = (
         "_active",
         "_body",
+        "_buffer",
         "_complete",
         "_drain",
         "_ends",
@@ -168,6 +188,7 @@ class H1Connection(asyncio.Protocol):
         "_limits",
         "_loop",
         "_lost",
+        "_one_timer",
         "_parser",
         "_poll",
         "_progress",
@@ -178,6 +199,7 @@ class H1Connection(asyncio.Protocol):
         "_stalled",
         "_stray",
         "_te_seen",
+        "_timer",
         "_trailers",
         "_transport",
         "_waiter",
@@ -207,13 +229,19 @@ class H1Connection(asyncio.Protocol):
         self._active = False  # a request is out and its answer not yet complete
         self._complete = True  # the last answer was read to its end (by llhttp)
         self._parser: httptools.HttpResponseParser | None = None  # made for the first request
+        self._buffer: memoryview | None = None  # what the socket is read into, once connected
+        # The fast path (post) keeps one timer per connection for the requests' ends, moved
+        # only when a request must end sooner than it fires, instead of one per wait.
+        self._one_timer = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._body = bytearray()  # body bytes parsed and not yet handed out
         self._reset_answer(head_only=False)
 
     def _reset_answer(self, *, head_only: bool) -> None:
         """Forget the last answer (llhttp itself is ready for the next once one completes)."""
         self._head_only = head_only
         self._error: Exception | None = None  # the answer is broken: raised to its reader
-        self._body = bytearray()  # body bytes parsed and not yet handed out
+        self._body.clear()  # never handed out itself (only copies of it), so it is reused
         self._received = 0
         self._interim = 0
         self._stalled = 0  # bytes fed since a callback last showed progress
@@ -243,7 +271,18 @@ class H1Connection(asyncio.Protocol):
             poller.register(sock.fileno(), select.POLLIN)
             self._poll = lambda: bool(poller.poll(0))
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = memoryview(bytearray(READ_SIZE))
+        return buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert self._buffer is not None
+        # llhttp reads the view in place; every callback copies what it keeps.
+        self.data_received(self._buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         parser = self._parser
         if not self._active or parser is None or self._error is not None:
             # Unasked for (or after a broken answer): never parsed, and never reused.
@@ -340,33 +379,39 @@ class H1Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._progress = True
+        size = self._head_bytes = self._head_bytes + len(name) + len(value) + 4
         if self._head_done:  # a trailer: bounded, then dropped
             self._trailers += 1
-            self._head_bytes += len(name) + len(value) + 4
-            if self._trailers > MAX_FIELDS or self._head_bytes > MAX_HEAD:
+            if self._trailers > MAX_FIELDS or size > MAX_HEAD:
                 raise httpx.RemoteProtocolError("The response's trailers are too large.")
             return
-        self._head_bytes += len(name) + len(value) + 4
         headers = self._headers
-        headers.append((name, value.rstrip(b" \t")))  # llhttp keeps trailing whitespace
-        if len(headers) > MAX_FIELDS or self._head_bytes > MAX_HEAD:
+        stripped = value.rstrip(b" \t")  # llhttp keeps trailing whitespace
+        headers.append((name, stripped))
+        if len(headers) > MAX_FIELDS or size > MAX_HEAD:
             raise httpx.RemoteProtocolError("The response head is too large.")
+        # One lookup tells the few names that matter from the rest.
         lower = name.lower()
-        if lower == b"content-length":
+        kind = _NAMES.get(lower)
+        if kind is None:
+            if lower.startswith(b"x-rate-limit-"):  # another one: the answer has a RateLimit
+                self._limits.setdefault(lower[13:], stripped)
+            return
+        if type(kind) is bytes:
+            # Picked out here, while llhttp reports the line: the quota reads these four on
+            # every answer, and a second pass over the headers would cost as much again.
+            self._limits.setdefault(kind, stripped)
+        elif kind == _CONTENT_LENGTH:
             self._framed = True
             if len(value) > MAX_LENGTH_DIGITS:
                 raise httpx.RemoteProtocolError("The response's Content-Length is too large.")
-        elif lower == b"transfer-encoding":
+        elif kind == _TRANSFER_ENCODING:
             self._framed = True
             if self._te_seen or value.lower() != b"chunked":
                 raise httpx.RemoteProtocolError("The response's Transfer-Encoding is unsupported.")
             self._te_seen = True
-        elif lower == b"keep-alive":
+        else:
             self.reuse_within = reuse_within(value)
-        elif lower[:13] == b"x-rate-limit-":
-            # Picked out here, while llhttp reports the line: the quota reads these four on
-            # every answer, and a second pass over the headers would cost as much again.
-            self._limits.setdefault(lower[13:], headers[-1][1])
 
     def on_headers_complete(self) -> None:
         # llhttp resets its flags once the message completes: read them now.
@@ -416,11 +461,16 @@ class H1Connection(asyncio.Protocol):
 
     # State the pool asks about
 
-    def is_reusable(self) -> bool:
+    def is_reusable(self, *, ask_socket: bool = True) -> bool:
         """Whether a new request may go out on this connection now.
 
         Its last answer must be complete and keep-alive, nothing unasked-for may have arrived,
         and the server must not have closed it, even if the loop has not noticed yet.
+
+        Args:
+            ask_socket: Ask the socket whether the server closed it (a system call). The pool
+                asks once, when it takes the connection for a request, not when it is given
+                back: a close in between is seen then.
         """
         return (
             self._complete
@@ -430,14 +480,21 @@ class H1Connection(asyncio.Protocol):
             and not self._stray
             and not self._body
             and self.expires_at > self._loop.time()
-            and not (self._poll is not None and self._poll())
+            and not (ask_socket and self._poll is not None and self._poll())
         )
+
+    def loop_time(self) -> float:
+        """The time on the connection's event loop."""
+        return self._loop.time()
 
     def close(self) -> None:
         """Close the connection at once; whatever it was doing is abandoned."""
         self._keep_alive = False
         self._eof = True
         self._active = False
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         transport = self._transport
         if transport is not None:
             transport.abort()
@@ -465,6 +522,7 @@ class H1Connection(asyncio.Protocol):
         """
         timeouts: dict[str, Any] = request.extensions.get("timeout") or {}
         self._read_timeout = timeouts.get("read")
+        self._one_timer = False
         self._ends = ends
         self.expires_at = float("inf")  # a slow answer does not age the connection
         try:
@@ -476,6 +534,10 @@ class H1Connection(asyncio.Protocol):
         except BaseException:
             self.close()
             raise
+        return self._response(on_close)
+
+    def _response(self, on_close: Callable[[H1Connection], None]) -> httpx.Response:
+        """The answer whose head was read, its body to follow through its stream."""
         parser = self._parser
         assert parser is not None
         return httpx.Response(
@@ -488,6 +550,64 @@ class H1Connection(asyncio.Protocol):
                 RATE_LIMIT_EXTENSION: rate_limit_of(self._limits),
             },
         )
+
+    async def post(
+        self,
+        head: Callable[[bytes], bytes],
+        body: bytes,
+        on_write: Callable[[], None],
+        on_close: Callable[[H1Connection], None],
+        ends: float,
+    ) -> tuple[int, RateLimit | None] | httpx.Response:
+        """Send the client's own request and read its answer: the default pool's fast path.
+
+        Args:
+            head: Builds the request's bytes (request line, header lines, ``Content-Length``
+                and the body) from ``body``; called once, and its result held by no local.
+            body: The request body, in memory.
+            on_write: The write-start signal, called right before the first byte is written.
+            on_close: As for :meth:`request`; called here already when the answer is complete.
+            ends: The loop time by which the request and its whole answer must be done: each
+                wait's one timer fires then (the client's read and write timeouts never end
+                sooner than its attempt does).
+
+        Returns:
+            ``(status, rate limit)`` of a success (2xx) whose body came whole with its head:
+            the body is dropped and the connection handed to ``on_close``. Anything else
+            (another status, a body still on its way) as :meth:`request` returns it.
+
+        Raises:
+            httpx.TransportError: As for :meth:`request`.
+        """
+        self._read_timeout = None
+        self._one_timer = ends != math.inf
+        self._ends = ends
+        self.expires_at = math.inf
+        try:
+            on_write()
+            if self._parser is None:
+                self._parser = httptools.HttpResponseParser(self)
+            self._reset_answer(head_only=False)
+            self._complete = False
+            self._active = True
+            # The request line holds the real path: it goes from ``head`` to the socket
+            # without a name, so that no frame a traceback shows holds it.
+            if self._put(head(body)):
+                await self._drained(None)
+            while not self._head_done:
+                await self._more(_NO_ANSWER if not self._received else _MID_HEAD)
+        except BaseException:
+            self.close()
+            raise
+        parser = self._parser
+        assert parser is not None
+        status = parser.get_status_code()
+        if 200 <= status < 300 and self._complete and self._error is None:
+            self._body.clear()
+            rate_limit = rate_limit_of(self._limits)
+            on_close(self)
+            return status, rate_limit
+        return self._response(on_close)
 
     async def _send(self, request: httpx.Request, write_timeout: float | None) -> None:
         fields = request.extensions.get(FIELDS_EXTENSION)
@@ -566,8 +686,14 @@ class H1Connection(asyncio.Protocol):
     ) -> None:
         """Await ``future``; a timer fails it with ``error(text)`` if ``seconds`` pass first.
 
-        The same one timer also keeps the wait within the attempt's end (``self._ends``).
+        The same one timer also keeps the wait within the attempt's end (``self._ends``). On
+        the fast path (no ``seconds``: every wait ends with the attempt) the connection's one
+        timer does it instead.
         """
+        if seconds is None and self._one_timer:
+            self._arm()
+            await future
+            return
         timer = None
         ends = self._ends
         if seconds is not None or ends != math.inf:
@@ -580,6 +706,30 @@ class H1Connection(asyncio.Protocol):
         finally:
             if timer is not None:
                 timer.cancel()
+
+    def _arm(self) -> None:
+        """Have the connection's one timer fire by the current request's end."""
+        timer = self._timer
+        if timer is None or timer.when() > self._ends:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(self._ends, self._time_up)
+
+    def _time_up(self) -> None:
+        """The connection's one timer: fail the current wait if its request's end has come."""
+        self._timer = None
+        ends = self._ends
+        if not self._one_timer:
+            return  # the request now on the connection has timers of its own
+        if self._loop.time() < ends:
+            # A later request's end (the timer is only moved to an earlier one): wait on.
+            self._timer = self._loop.call_at(ends, self._time_up)
+            return
+        drain, waiter = self._drain, self._waiter
+        if drain is not None:
+            _expire(drain, httpx.WriteTimeout, ATTEMPT_OVER)
+        if waiter is not None:
+            _expire(waiter, httpx.ReadTimeout, ATTEMPT_OVER)
 
     # The answer
 
@@ -594,6 +744,13 @@ class H1Connection(asyncio.Protocol):
         if self._reading_paused:
             self._resume_reading()
         waiter = self._waiter = self._loop.create_future()
+        if self._read_timeout is None and self._one_timer:
+            self._arm()  # _within's fast-path case, without its coroutine
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+            return
         text = "No response arrived within the read timeout."
         try:
             await self._within(waiter, self._read_timeout, httpx.ReadTimeout, text)
@@ -606,11 +763,7 @@ class H1Connection(asyncio.Protocol):
 
     async def _read_head(self) -> None:
         while not self._head_done:
-            await self._more(
-                "Server disconnected in the middle of the response head."
-                if self._received
-                else _NO_ANSWER
-            )
+            await self._more(_MID_HEAD if self._received else _NO_ANSWER)
 
     def _complete_body(self) -> bytes | None:
         """The whole body, if it is already here (the usual small answer); else None."""

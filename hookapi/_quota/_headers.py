@@ -88,20 +88,18 @@ def rate_limit_of(found: dict[bytes, bytes]) -> RateLimit | None:
     """
     if not found:
         return None
-    get = found.get
-    return RateLimit(
-        per_hour=_raw_count(get(b"total-per-hour")),
-        per_day=_raw_count(get(b"total-per-day")),
-        used=_raw_count(get(b"used")),
-        remaining=_raw_count(get(b"remaining")),
-    )
+    counts = [None if value is None else _raw_count(value) for value in map(found.get, _NAMES)]
+    return RateLimit(per_hour=counts[0], per_day=counts[1], used=counts[2], remaining=counts[3])
 
 
-def _raw_count(value: bytes | None) -> int | None:
+_NAMES = (b"total-per-hour", b"total-per-day", b"used", b"remaining")
+
+
+def _raw_count(value: bytes) -> int | None:
     # bytes.isdigit() is ASCII digits only; anything else goes the way from_headers takes it.
-    if value is not None and value.isdigit() and len(value) <= 12:
+    if value.isdigit() and len(value) <= 12:
         return int(value)
-    return None if value is None else _parse_count(value.decode("latin-1"))
+    return _parse_count(value.decode("latin-1"))
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

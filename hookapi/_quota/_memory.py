@@ -9,6 +9,7 @@ service can have let it go: the estimate may over-count by one bucket's width, n
 
 from __future__ import annotations
 
+import asyncio
 import math
 import weakref
 from array import array
@@ -514,6 +515,10 @@ class HookState:
 
     async def reserve(self) -> Reservation | NotNow:
         """Take a slot now if the budget allows it, or say when to ask again."""
+        return self.reserve_now()
+
+    def reserve_now(self) -> Reservation | NotNow:
+        """:meth:`reserve`, called without a coroutine: the state never awaits anything."""
         now = self._clock()
         self._expire(now)
         if now < self._blocked_until:
@@ -557,6 +562,10 @@ class HookState:
 
     async def refund(self, reservation: Reservation) -> None:
         """Give back a reservation whose request never reached the network."""
+        self.refund_now(reservation)
+
+    def refund_now(self, reservation: Reservation) -> None:
+        """:meth:`refund`, called without a coroutine."""
         self._in_flight -= 1
         if reservation.probe:
             self._probe_out = False
@@ -565,6 +574,22 @@ class HookState:
 
     async def settle(self, reservation: Reservation, answer: QuotaAnswer | None) -> None:
         """Learn from an answer, or count a request that may have been sent and got none."""
+        if answer is None:
+            self.settle_now(reservation, None, None)
+        else:
+            self.settle_now(reservation, answer.status_code, answer.rate_limit, answer.retry_after)
+
+    def settle_now(
+        self,
+        reservation: Reservation,
+        status_code: int | None,
+        rate_limit: RateLimit | None,
+        retry_after: float | None = None,
+    ) -> None:
+        """:meth:`settle` with the answer's parts (``status_code`` None: no answer came).
+
+        Called without a coroutine, and without a :class:`QuotaAnswer` to build per message.
+        """
         token = reservation.token
         assert isinstance(token, _Token)
         now = self._clock()
@@ -572,7 +597,7 @@ class HookState:
         self._in_flight -= 1
         if reservation.probe:
             self._probe_out = False
-        if answer is None:
+        if status_code is None:
             self._count(self._unconfirmed, now)
             self._lost += 1
             return
@@ -581,14 +606,13 @@ class HookState:
         trusted = token.settled_before == self._settled
         self._settled += 1
         self._last_answer_at = now
-        rate_limit = answer.rate_limit
         if rate_limit is not None:
             if rate_limit.per_hour is not None:
                 self._per_hour = rate_limit.per_hour
             if rate_limit.per_day is not None:
                 self._per_day = rate_limit.per_day
-        if answer.refused:
-            self._refuse(now, rate_limit, answer.retry_after, probe=reservation.probe)
+        if status_code == 429:
+            self._refuse(now, rate_limit, retry_after, probe=reservation.probe)
             return
         self._streak = 0
         self._probe_due = False
@@ -705,5 +729,8 @@ class MemoryQuota:
             states = self._states[loop] = weakref.WeakValueDictionary()
         state = states.get(key)
         if state is None:
-            state = states[key] = HookState(self._policy)
+            # On asyncio the loop's own clock is anyio.current_time() without the lookup of
+            # which library runs, paid twice a message otherwise.
+            clock = loop.time if isinstance(loop, asyncio.AbstractEventLoop) else anyio.current_time
+            state = states[key] = HookState(self._policy, clock=clock)
         return state

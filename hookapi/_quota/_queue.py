@@ -15,8 +15,9 @@ from collections import deque
 
 import anyio
 
+from ._headers import RateLimit
 from ._loops import current_loop
-from ._memory import MemoryQuota
+from ._memory import HookState, MemoryQuota
 from ._store import HookKey, HookQuota, NotNow, QuotaAnswer, QuotaStore, Reservation
 
 __all__ = ["QuotaGate", "QuotaWaitTooLong", "default_store", "gate_for"]
@@ -102,6 +103,47 @@ class QuotaGate:
         waiter = _Waiter()
         queue.append(waiter)
         return await self._wait(waiter, answer, deadline)
+
+    def take_now(self) -> Reservation | None:
+        """A reservation at once, without a coroutine, if nobody waits and the store has one.
+
+        Only for a store whose hook state answers synchronously (:class:`HookState`, the
+        :class:`MemoryQuota`'s): anything else, or no slot now, returns None, and the caller
+        waits its turn with :meth:`acquire`, which asks again.
+        """
+        quota = self.quota
+        if self._queue or type(quota) is not HookState:
+            return None
+        self._changed = False
+        reply = quota.reserve_now()
+        return reply if type(reply) is Reservation else None
+
+    def refund_now(self, reservation: Reservation) -> None:
+        """:meth:`refund` for a :class:`HookState`'s reservation, without a coroutine."""
+        quota = self.quota
+        assert type(quota) is HookState
+        try:
+            quota.refund_now(reservation)
+        finally:
+            self.wake()
+
+    def settle_now(
+        self,
+        reservation: Reservation,
+        status_code: int | None,
+        rate_limit: RateLimit | None,
+        retry_after: float | None = None,
+    ) -> None:
+        """:meth:`settle` for a :class:`HookState`'s reservation, with the answer's parts.
+
+        ``status_code`` None: no answer came. Without a coroutine or a :class:`QuotaAnswer`.
+        """
+        quota = self.quota
+        assert type(quota) is HookState
+        try:
+            quota.settle_now(reservation, status_code, rate_limit, retry_after)
+        finally:
+            self.wake()
 
     async def _wait(self, waiter: _Waiter, answer: NotNow | None, deadline: float) -> Reservation:
         queue = self._queue
