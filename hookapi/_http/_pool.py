@@ -286,14 +286,7 @@ class _Slots:
         self._waiters.append(waiter)
         timer = None if pool_timeout is None else loop.call_later(pool_timeout, _time_out, waiter)
         try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.release()  # handed a slot just as it gave up: pass it on
-            else:
-                with contextlib.suppress(ValueError):  # a release may have dropped it already
-                    self._waiters.remove(waiter)
-            raise
+            await self._wait(waiter)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -318,6 +311,13 @@ class _Slots:
                     timer.cancel()
                 self._timer = loop.call_at(ends, self._time_up, loop)
         try:
+            await self._wait(waiter)
+        finally:
+            self._ends.pop(waiter, None)
+
+    async def _wait(self, waiter: asyncio.Future[None]) -> None:
+        """Wait to be handed a slot; on leaving early, pass on a slot handed meanwhile."""
+        try:
             await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
@@ -326,8 +326,6 @@ class _Slots:
                 with contextlib.suppress(ValueError):  # a release may have dropped it already
                     self._waiters.remove(waiter)
             raise
-        finally:
-            self._ends.pop(waiter, None)
 
     def _time_up(self, loop: asyncio.AbstractEventLoop) -> None:
         """The shared timer: fail the waits whose end has come, then wait for the next end."""
