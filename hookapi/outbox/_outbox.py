@@ -759,9 +759,9 @@ class Outbox:
         outcome = f"delivered|{result.status_code}|{result.attempts}|{result.elapsed!r}"
         await self._record(receipt.id, None, outcome=outcome)
         self._sending.pop(receipt.id, None)
-        self._own.pop(receipt.id, None)
         receipt.digest = digest
         receipt._settle(ReceiptState.DELIVERED, result=result, error=None)
+        self._settle_own(receipt)
         self._log_state(receipt)
         self._notify()
 
@@ -772,11 +772,11 @@ class Outbox:
         stored = StoredState.FAILED if state is ReceiptState.FAILED else StoredState.UNKNOWN
         await self._record(receipt.id, stored, reason)
         self._sending.pop(receipt.id, None)
-        self._own.pop(receipt.id, None)
         self._dead[receipt.id] = DeadLetter(
             id=receipt.id, text=receipt.text, state=state, reason=reason, error=error
         )
         receipt._settle(state, error=error)
+        self._settle_own(receipt)
         if self._telemetry is not None:
             self._telemetry.dead_letter()
         logger.warning(
@@ -791,14 +791,26 @@ class Outbox:
         if self._on_dead_letter is not None:
             self._on_dead_letter(self._dead[receipt.id])
 
+    def _settle_own(self, receipt: Receipt) -> None:
+        """Settle this process's receipt of a shared message as ``receipt`` was settled.
+
+        The deliverer may claim a message this process put before its ``put`` has returned
+        (and so before the receipt is known by its id): the claim then made a receipt of its
+        own, and the put's receipt takes the same end here.
+        """
+        own = self._own.pop(receipt.id, None)
+        if own is not None and own is not receipt:
+            own.digest = receipt.digest
+            own._settle(receipt.state, result=receipt.result, error=receipt.error)
+
     async def _finish_dropped(self, receipt: Receipt, why: str) -> None:
         self._sending.pop(receipt.id, None)
         await self._drop(receipt, why)
 
     async def _drop(self, receipt: Receipt, why: str) -> None:
         await self._record(receipt.id, None, outcome=f"dropped|{why}")
-        self._own.pop(receipt.id, None)
         receipt._settle(ReceiptState.DROPPED, error=dropped_error(receipt, why))
+        self._settle_own(receipt)
         self._links.pop(receipt.id, None)
         logger.warning(
             "hookapi: %s: message %d dropped: %s",
@@ -927,16 +939,20 @@ class Outbox:
         shared = self._shared
         assert shared is not None
         while True:
+            # Every poll_interval: a holder that closes releases the lease, and the fleet
+            # takes over at once; one that dies leaves it to run out (`wait`).
+            pause = shared.poll_interval
             try:
                 wait = await shared.acquire()
             except StoreError as exc:
                 self._store_trouble(exc)
-                wait = shared.lease / 3
+                pause *= 10
             else:
                 self._store_back()
                 if wait is None:
                     return
-            await anyio.sleep(max(wait, shared.poll_interval / 10))
+                pause = max(min(wait, pause), pause / 10)
+            await anyio.sleep(pause)
 
     async def _deliver_shared(self) -> None:
         """One tenure: claim the queue and deliver it until the lease ends or the outbox stops."""

@@ -220,7 +220,7 @@ class RedisStore:
 
     @property
     def holds_lease(self) -> bool:
-        """Whether this process held the lease at its last look (it is the deliverer)."""
+        """Whether this process held the lease at its last look at Redis."""
         return self._token is not None
 
     # -- connection ---------------------------------------------------------------------------
@@ -239,11 +239,13 @@ class RedisStore:
             # Loaded once by SHA; redis-py loads it again when Redis answers NOSCRIPT.
             script = self._scripts[name] = self._client.register_script(SCRIPTS[name])
         try:
-            if self._given is None:
-                return await script(keys=keys or self._keys, args=args)
-            # A client given: its own timeouts may be none, so bound the call here.
-            async with asyncio.timeout(self._timeout * self._scale):
-                return await script(keys=keys or self._keys, args=args)
+            try:
+                return await self._run(script, keys or self._keys, args)
+            except redis.exceptions.ConnectionError:
+                # A pooled connection Redis closed (a restart) fails its first command unsent:
+                # once more on a new one. A script applied twice does nothing the second time
+                # (a put finds its token; a fenced write finds the message ended).
+                return await self._run(script, keys or self._keys, args)
         except (
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
@@ -258,6 +260,13 @@ class RedisStore:
                 f"{exc}).",
                 path=self._where,
             ) from None
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        if self._given is None:
+            return await script(keys=keys, args=args)
+        # A client given: its own timeouts may be none, so bound the call here.
+        async with asyncio.timeout(self._timeout * self._scale):
+            return await script(keys=keys, args=args)
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         return StoreUnavailableError(
@@ -355,7 +364,8 @@ class RedisStore:
             async with asyncio.timeout(self._timeout * 2 * self._scale):
                 async with self._client.pipeline(transaction=False) as pipe:
                     await script(keys=keys, args=args, client=pipe)
-                    pipe.execute_command("WAIT", self._wait_replicas, self._ms(self._timeout))
+                    # Half the timeout: the answer must come within the socket's own bound.
+                    pipe.execute_command("WAIT", self._wait_replicas, self._ms(self._timeout / 2))
                     id, confirmed = await pipe.execute()
         except (redis.exceptions.RedisError, TimeoutError) as exc:
             raise self._unavailable(exc) from None
@@ -401,7 +411,8 @@ class RedisStore:
 
     async def acquire(self) -> float | None:
         """Take the lease: ``None`` once taken, else loop seconds until it may be free."""
-        reply = await self._call("acquire", [self._ms(self._lease), self._who])
+        last = self._token or b""
+        reply = await self._call("acquire", [self._ms(self._lease), self._who, last])
         if int(reply[0]) == 1:
             self._token = reply[1] if isinstance(reply[1], bytes) else str(reply[1]).encode()
             return None
@@ -418,17 +429,19 @@ class RedisStore:
         try:
             held = int(await self._call("renew", [token, self._ms(self._lease)])) == 1
         except StoreError:
-            held = False
+            # Unknown: kept, so that `acquire` takes it back if Redis returns within the lease.
+            return False
         if not held:
             self._token = None
         return held
 
     async def release(self) -> None:
         """Give up the lease if still held, so that another process takes over at once."""
-        token, self._token = self._token, None
+        token = self._token
         if token is not None:
             with contextlib.suppress(StoreError):  # else it ends when its time is up
                 await self._call("release", [token])
+                self._token = None
 
     def _fenced(self) -> bytes:
         if self._token is None:

@@ -1,5 +1,11 @@
--- Take the lease if nobody holds it. ARGV: lease (ms), who asks ("pid@host").
--- Returns {1, token} when taken, or {0, ms left on the holder's lease}.
+-- Take the lease if nobody holds it, or keep it if ARGV[3] (this process's last token, or "")
+-- still holds it (Redis was away for less than the lease). ARGV: lease (ms), who asks
+-- ("pid@host"), last token. Returns {1, token} when held, or {0, ms left on the holder's}.
+if ARGV[3] ~= '' and holds(ARGV[3]) then
+  redis.call('PEXPIRE', lease, ARGV[1])
+  redis.call('SET', owner, ARGV[2], 'PX', ARGV[1])
+  return {1, ARGV[3]}
+end
 local left = redis.call('PTTL', lease)
 if left ~= -2 then
   return {0, left}
