@@ -85,6 +85,5 @@ def test_the_wheel_ships_the_redis_scripts() -> None:
     for folder, names in (("hookapi/_redis", quota), ("hookapi/outbox/_redis", outbox)):
         for name in names:
             assert not any(
-                fnmatch.fnmatch(name, p) or fnmatch.fnmatch(f"{folder}/{name}", p)
-                for p in patterns
+                fnmatch.fnmatch(name, p) or fnmatch.fnmatch(f"{folder}/{name}", p) for p in patterns
             ), name

@@ -434,3 +434,25 @@ def test_on_trio_it_says_it_runs_on_asyncio_only() -> None:
 
     with pytest.raises(InvalidInputError, match="asyncio only"):
         trio.run(use, RedisStore("redis://localhost:6379/0"))
+
+
+async def test_a_redis_that_lost_everything_gives_no_old_holder_its_lease_back(
+    make: Make, raw: redis.asyncio.Redis, prefix: str
+) -> None:
+    key = hookapi._quota.HookKey(base_url="https://hooks.example.test/v1", hook_id="reset-1")
+    old, new = make(), make()
+    await old.open_shared(key)
+    await new.open_shared(key)
+    try:
+        assert await old.acquire() is None
+        for name in await raw.keys(f"{prefix}*"):
+            await raw.delete(name)  # a restart without persistence: the counter starts again
+        assert await new.acquire() is None
+        # The old holder's token (counter 1 too) is not the new one's: it stays out.
+        assert await old.acquire() is not None
+        with pytest.raises(LeaseLostError):
+            await old.claim(0)
+        assert await new.claim(0) == []
+    finally:
+        await old.aclose()
+        await new.aclose()

@@ -8,8 +8,8 @@
 -- live (sorted set): the ids queued or being sent, scored by id: the queue, in order.
 -- dead (sorted set): the dead letters' ids, scored by id.
 -- deadver (string): counts changes to the dead letters, so that readers fetch them on change.
--- lease (string, expires): the fencing token of the process delivering the queue.
--- fence (string): the last fencing token given; never reset, so tokens only grow.
+-- lease (string, expires): the fencing token ("counter:nonce") of the process delivering.
+-- fence (string): the counter of the tokens given, so that each new one is larger.
 -- owner (string, expires with the lease): who holds the lease ("pid@host"), for operators.
 -- outcome (hash, expires): id -> how a message ended, for the process that put it.
 -- outcome_at (sorted set, expires): id -> when it ended (Redis time), to trim old outcomes.

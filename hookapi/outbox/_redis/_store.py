@@ -412,7 +412,8 @@ class RedisStore:
     async def acquire(self) -> float | None:
         """Take the lease: ``None`` once taken, else loop seconds until it may be free."""
         last = self._token or b""
-        reply = await self._call("acquire", [self._ms(self._lease), self._who, last])
+        nonce = uuid.uuid4().hex[:16]
+        reply = await self._call("acquire", [self._ms(self._lease), self._who, last, nonce])
         if int(reply[0]) == 1:
             self._token = reply[1] if isinstance(reply[1], bytes) else str(reply[1]).encode()
             return None
