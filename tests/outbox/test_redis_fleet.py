@@ -168,7 +168,7 @@ def outbox_key(admin: redis.Redis, fleet: Fleet, name: str) -> str:
     while not (found := admin.keys(f"{fleet.options['prefix']}*:outbox:seq")):
         assert time.monotonic() < deadline, "the fleet never put a message"
         time.sleep(0.01)
-    return found[0].decode()[: -len("seq")] + name
+    return str(found[0])[: -len("seq")] + name
 
 
 # -- three producers, one quota ------------------------------------------------------------
@@ -248,6 +248,8 @@ def test_the_deliverer_killed_at_random_points_loses_nothing(
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     emulator = Emulator(per_hour=10_000_000, per_day=100_000_000)
+    # Each answer takes 3 ms: a kill strikes mid-send often, not only between messages.
+    emulator.latency = 0.003
     hook = emulator.create_hook("Crash")
     background, base = served(emulator)
     fleet = Fleet(
@@ -258,10 +260,10 @@ def test_the_deliverer_killed_at_random_points_loses_nothing(
         delivery=delivery,
         concurrency=concurrency,
         count=-1,
-        gap=0.004,
+        gap=0.015,
         wait=False,
     )
-    admin = redis.Redis.from_url(redis_server.url)
+    admin = redis.Redis.from_url(redis_server.url, decode_responses=True)
     takeovers: list[float] = []
     left: list[float] = []
     kills = 0
@@ -283,7 +285,7 @@ def test_the_deliverer_killed_at_random_points_loses_nothing(
             holder = admin.get(owner)
             if holder is None:
                 continue  # between holders: wait for the next one
-            pid = int(holder.decode().split("@")[0])
+            pid = int(str(holder).split("@")[0])
             victim = next((c for c in producers if c.process.pid == pid), None)
             if victim is None:
                 continue
@@ -295,13 +297,13 @@ def test_the_deliverer_killed_at_random_points_loses_nothing(
             producers.remove(victim)
             while True:
                 now = admin.get(owner)
-                if now is not None and int(now.decode().split("@")[0]) != pid:
+                if now is not None and int(str(now).split("@")[0]) != pid:
                     takeovers.append(time.monotonic() - struck)
                     break
                 assert time.monotonic() < struck + _WAIT, f"no takeover (seed {seed})"
                 time.sleep(0.001)
             # A new process keeps the producers at three, as a supervisor would.
-            producers.append(fleet.spawn(f"w{serial}", ready=False))
+            producers.append(fleet.spawn(f"w{serial}"))
             serial += 1
         for child in producers:
             child.send("stop")
@@ -316,7 +318,8 @@ def test_the_deliverer_killed_at_random_points_loses_nothing(
             fleet.finish(child)
             assert child.process.returncode == 0, fleet.stderr(child)
         letters = {
-            json.loads(admin.hget(msgs, id) or b"{}").get("t") for id in admin.zrange(dead, 0, -1)
+            json.loads(str(admin.hget(msgs, str(id)) or "{}")).get("t")
+            for id in admin.zrange(dead, 0, -1)
         }
     finally:
         fleet.close()

@@ -338,7 +338,9 @@ async def test_keys_name_the_hook_never_the_secret_in_one_slot_and_expire_where_
         with anyio.fail_after(BOUND):
             await delivered.wait()
         assert failed.state is ReceiptState.FAILED
-        found = sorted(k.decode() for k in await raw.keys(f"{prefix}*"))
+        found = sorted(
+            k.decode() if isinstance(k, bytes) else k for k in await raw.keys(f"{prefix}*")
+        )
         assert found
         assert all(k.startswith(f"{prefix}{{{hook.id}}}:") for k in found)
         assert all(hook.secret not in k for k in found)
@@ -380,7 +382,9 @@ async def test_wait_replicas_confirms_or_raises(
         async with redis.asyncio.Redis.from_url(replica.url) as admin:
             async with redis.asyncio.Redis.from_url(redis_server.url) as primary:
                 await primary.config_set("repl-diskless-sync-delay", 0)  # not 5 s
-            await admin.execute_command("REPLICAOF", "127.0.0.1", redis_server.port)
+            await admin.execute_command(  # type: ignore[no-untyped-call]
+                "REPLICAOF", "127.0.0.1", redis_server.port
+            )
             with anyio.fail_after(BOUND):
                 while (await admin.info("replication"))["master_link_status"] != "up":  # noqa: ASYNC110
                     await anyio.sleep(0.01)
