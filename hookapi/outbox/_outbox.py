@@ -1078,6 +1078,8 @@ class Outbox:
 
     def _settle_remote(self, id: int, outcome: str) -> None:
         """Settle this process's receipt with what the process that delivered it recorded."""
+        if id in self._sending:
+            return  # this process is ending it right now, with the answer itself
         receipt = self._own.pop(id, None)
         if receipt is None or receipt.state.is_final:
             return

@@ -460,3 +460,26 @@ async def test_a_redis_that_lost_everything_gives_no_old_holder_its_lease_back(
     finally:
         await old.aclose()
         await new.aclose()
+
+
+async def test_a_ttl_that_passes_on_the_deliverer_drops_the_message_for_its_producer(
+    make: Make, emulator: Emulator, hook: Hook
+) -> None:
+    holder = Outbox(make_client(emulator, hook), store=make())
+    async with holder:
+        await until(lambda: holder.delivering)
+        holder.pause()
+        producer = Outbox(make_client(emulator, hook), store=make(), max_size=1, on_full="raise")
+        async with producer:
+            short = await producer.put("late", ttl=0.05)
+            with pytest.raises(hookapi.OutboxFullError):
+                await producer.put("no room")  # max_size counts this process's messages
+            await anyio.sleep(0.06)  # the ttl passes while the holder is paused
+            holder.resume()
+            with anyio.fail_after(BOUND), pytest.raises(hookapi.MessageDroppedError):
+                await short.wait()
+            assert short.state is ReceiptState.DROPPED
+            kept = await producer.put("in time")
+            with anyio.fail_after(BOUND):
+                await kept.wait()
+    assert texts(emulator) == ["in time"]
