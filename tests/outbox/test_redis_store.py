@@ -260,12 +260,17 @@ async def test_dead_letters_are_shared_retry_and_discard_from_any_process(
     one = Outbox(make_client(emulator, hook), store=make())
     two = Outbox(make_client(emulator, hook), store=make())
     async with one, two:
+        await until(lambda: one.delivering or two.delivering)
+        if one.delivering:  # `one` puts, the other delivers: its receipts settle from Redis
+            one, two = two, one
         emulator.fail_next(400, times=2)
         bad = [await one.put("bad one"), await one.put("bad two")]
         for receipt in bad:
             with anyio.fail_after(BOUND), pytest.raises(hookapi.HookAPIError):
                 await receipt.wait()
         assert {r.state for r in bad} == {ReceiptState.FAILED}
+        assert all(r.error is not None and r.error.delivery is Delivery.REJECTED for r in bad)
+        assert all("400" in str(r.error) for r in bad)
         # The other process sees them, and retries one: it goes once, to the end of the queue.
         await until(lambda: len(two.failed()) == 2 and len(one.failed()) == 2)
         first, second = two.failed()
@@ -483,3 +488,50 @@ async def test_a_ttl_that_passes_on_the_deliverer_drops_the_message_for_its_prod
             with anyio.fail_after(BOUND):
                 await kept.wait()
     assert texts(emulator) == ["in time"]
+
+
+async def test_a_deliverer_whose_lease_was_taken_stops_and_takes_it_back_once_free(
+    make: Make, raw: redis.asyncio.Redis, emulator: Emulator, hook: Hook
+) -> None:
+    client = make_client(emulator, hook)
+    outbox = Outbox(client, store=make(lease=0.3))
+    async with outbox:
+        await until(lambda: outbox.delivering)
+        intruder = make()
+        await intruder.open_shared(
+            hookapi._quota.HookKey(base_url=str(client._base_url), hook_id=hook.id)
+        )
+        try:
+            await raw.delete(lease_key(intruder))  # the outbox's lease ran out (a long pause)
+            assert await intruder.acquire() is None
+            await until(lambda: not outbox.delivering)  # its next renewal is refused
+            waiting = await outbox.put("waits")
+            (row,) = await intruder.claim(0)
+            assert row.text == "waits"
+            assert texts(emulator) == []  # the intruder holds the queue and sends nothing
+            await intruder.release()
+        finally:
+            await intruder.aclose()
+        with anyio.fail_after(BOUND):
+            await waiting.wait()
+        assert outbox.delivering
+    assert texts(emulator) == ["waits"]
+
+
+async def test_a_client_given_stays_open(
+    redis_server: RedisServer, prefix: str, emulator: Emulator, hook: Hook
+) -> None:
+    given = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        store = RedisStore(given, prefix=prefix, poll_interval=0.005)
+        assert (
+            repr(store) == f"<RedisStore redis://127.0.0.1:{redis_server.port} prefix={prefix!r}>"
+        )
+        async with Outbox(make_client(emulator, hook), store=store) as outbox:
+            receipt = await outbox.put("through a given client")
+            with anyio.fail_after(BOUND):
+                await receipt.wait()
+        assert await given.ping()
+    finally:
+        await given.aclose()
+    assert texts(emulator) == ["through a given client"]
