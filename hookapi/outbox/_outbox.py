@@ -876,14 +876,18 @@ class Outbox:
         The outcome is final in memory whatever the store says: a delivered message is never
         sent again in this run. One the store could not record (a full disk) is tried again
         at the next record and at close; only a restart before then would find it as it was.
+        With a shared store, an error ends this process's turn to deliver instead.
         """
         self._unrecorded[id] = (state, reason, outcome)
         with self._shield():
             try:
                 await self._flush_records()
-            except LeaseLostError as exc:
-                self._lose(exc)
             except StoreError as exc:
+                if self._shared is not None:
+                    # The lease ended, or Redis is away: stop at once rather than post more
+                    # that cannot be recorded (each would be sent again by the next holder).
+                    self._lose(exc)
+                    return
                 logger.warning(
                     "hookapi: %s: could not record message %d as %s (%s); the outbox goes on "
                     "and records it at its next write",

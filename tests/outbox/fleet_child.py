@@ -4,8 +4,9 @@ Run as ``python -m tests.outbox.fleet_child OPTIONS`` (a JSON object). It prints
 once its outbox runs, then waits for a line on standard input (``go``) unless
 ``options["wait"]`` is false. It puts ``count`` messages ``"NAME n"`` (``count`` < 0: until a
 ``stop`` line), printing ``put ID TEXT`` as each ``put`` returns (the message is acknowledged:
-it is in Redis). Then it prints ``stopped``, and leaves the outbox (which delivers its own
-messages first) when ``exit`` comes (``options["exit"]``: at once).
+it is in Redis), or ``refused TEXT`` when Redis is away. Then it prints ``stopped``, and
+leaves the outbox (which delivers its own messages first) when ``exit`` comes
+(``options["exit"]``: at once).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import Any
 
 import anyio
 
-from hookapi import AsyncHookClient, Outbox, QuotaPolicy, RedisQuota, RedisStore, RetryPolicy
+from hookapi import (
+    AsyncHookClient,
+    Outbox,
+    QuotaPolicy,
+    RedisQuota,
+    RedisStore,
+    RetryPolicy,
+    StoreUnavailableError,
+)
 from hookapi.cli._stage import ScaledClock, ScaledTimeLoop
 
 
@@ -83,9 +92,13 @@ async def run(options: dict[str, Any]) -> None:
                 n = 0
                 while (count < 0 or n < count) and not stop.is_set():
                     text = f"{options['name']} {n}"
-                    receipt = await outbox.put(text)
-                    say(f"put {receipt.id} {text}")
                     n += 1
+                    try:
+                        receipt = await outbox.put(text)
+                    except StoreUnavailableError:
+                        say(f"refused {text}")  # not accepted: Redis is away
+                    else:
+                        say(f"put {receipt.id} {text}")
                     await anyio.sleep(gap)
                 say("stopped")
                 if not options.get("exit", False):
