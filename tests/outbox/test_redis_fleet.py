@@ -173,7 +173,7 @@ def outbox_key(admin: redis.Redis, fleet: Fleet, name: str) -> str:
 
 # -- three producers, one quota ------------------------------------------------------------
 
-SCALE = 3600.0  # a quota hour per real second
+SCALE = 1200.0  # a quota hour in three real seconds, as in the quota's fleet tests
 PER_HOUR = 120
 PRODUCERS = 3
 EACH = 300
