@@ -250,7 +250,11 @@ class Outbox:
         return self._phase in ("closing", "closed")
 
     def failed(self) -> list[DeadLetter]:
-        """The dead letters (``FAILED`` and ``UNKNOWN`` messages), oldest first."""
+        """The dead letters (``FAILED`` and ``UNKNOWN`` messages), oldest first.
+
+        With a :class:`RedisStore`: the whole fleet's, as of this process's last look at Redis
+        (every ``poll_interval``).
+        """
         return [self._dead[id] for id in sorted(self._dead)]
 
     def pause(self) -> None:
@@ -500,6 +504,8 @@ class Outbox:
             InvalidInputError: ``text`` or ``ttl`` is not valid (nothing is queued).
             OutboxFullError: ``max_size`` messages are held and ``on_full="raise"``.
             OutboxClosedError: The outbox is not running (not entered, or closing).
+            StoreError: The store could not keep the message (nothing is queued); with a
+                :class:`RedisStore`, :class:`StoreUnavailableError` when Redis is away.
         """
         encode_message(text)
         ttl = None if ttl is None else check_timeout("ttl", ttl)
