@@ -158,6 +158,7 @@ class Outbox:
         self._dead_version = b""
         self._fetch_now: anyio.Event | None = None
         self._store_down = False
+        self._handing_over = False  # closing: start no new message, the next holder will
         # A MemoryStore never suspends: its calls can be neither interleaved nor cut off, so
         # they need no lock or shield (the cost of which would show in every message).
         self._instant = type(store) is MemoryStore
@@ -419,6 +420,13 @@ class Outbox:
             with anyio.move_on_after(timeout):
                 while self._holding() and not self._paused:
                     await self._wait_changed()
+                if self._shared is not None:
+                    # Other processes' messages stay for the next holder; those on the wire
+                    # finish first, so that the next holder does not send them again.
+                    self._handing_over = True
+                    self._notify()
+                    while self._sending:
+                        await self._wait_changed()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._stop()
@@ -594,7 +602,9 @@ class Outbox:
 
     async def _next(self) -> tuple[Receipt, list[Receipt], str]:
         while True:
-            while self._paused or not self._queue:
+            # `_lost`: this process's turn to deliver ended (its tenure is being cancelled, but
+            # the next post could go out before the cancellation reaches an await).
+            while self._paused or not self._queue or self._handing_over or self._lost:
                 await self._wait_changed()
             if self._coalesce is None:
                 break
@@ -704,6 +714,8 @@ class Outbox:
                 await self._finish_dropped(receipt, "its ttl passed before it could be sent")
                 return True
             deadline = math.inf if receipt.expires_at is None else receipt.expires_at - now
+            if self._lost:
+                return False  # its turn ended between two attempts: the next holder sends it
             try:
                 result = await self._client.post_message(text, deadline=deadline)
             except HookAPIError as exc:
