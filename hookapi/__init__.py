@@ -49,12 +49,14 @@ from .outbox import (
     OutboxStore,
     Receipt,
     ReceiptState,
+    RedisStore,
     SQLiteStore,
     StoredMessage,
     StoredState,
     StoreError,
     StoreHookMismatchError,
     StoreInUseError,
+    StoreUnavailableError,
 )
 
 if _typing.TYPE_CHECKING:
@@ -99,6 +101,7 @@ __all__ = [
     "Receipt",
     "ReceiptState",
     "RedisQuota",
+    "RedisStore",
     "RetryPolicy",
     "SQLiteStore",
     "Secret",
@@ -107,6 +110,7 @@ __all__ = [
     "StoreError",
     "StoreHookMismatchError",
     "StoreInUseError",
+    "StoreUnavailableError",
     "StoredMessage",
     "StoredState",
     "VerifyTypes",

@@ -62,7 +62,13 @@ from ._exceptions import (
     ServerError,
     ServiceUnavailableError,
 )
-from .outbox import MessageDroppedError, Outbox, OutboxClosedError, OutboxFullError
+from .outbox import (
+    MessageDroppedError,
+    Outbox,
+    OutboxClosedError,
+    OutboxFullError,
+    StoreUnavailableError,
+)
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
@@ -284,6 +290,14 @@ _ANSWERS: Final[tuple[tuple[type[HookAPIError] | tuple[type[HookAPIError], ...],
             status=503,
             code="outbox_full",
             detail="Too many messages are waiting to be posted; try again later.",
+        ),
+    ),
+    (
+        StoreUnavailableError,
+        _Answer(
+            status=503,
+            code="outbox_unavailable",
+            detail="The queue of messages to post is unavailable; try again later.",
         ),
     ),
     (

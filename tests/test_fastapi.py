@@ -454,6 +454,12 @@ ANSWERS = [
     (hookapi.OutboxClosedError(UPSTREAM_TEXT), 503, "shutting_down", None),
     (hookapi.OutboxFullError(UPSTREAM_TEXT), 503, "outbox_full", str(DEFAULT_RETRY_AFTER)),
     (hookapi.MessageDroppedError(UPSTREAM_TEXT), 503, "message_dropped", None),
+    (
+        hookapi.StoreUnavailableError(UPSTREAM_TEXT, path="redis://redis:6379"),
+        503,
+        "outbox_unavailable",
+        None,
+    ),
     (hookapi.StoreError(UPSTREAM_TEXT, path="/var/lib/x.sqlite"), 500, "internal_error", None),
     (hookapi.StoreInUseError(UPSTREAM_TEXT, path="/var/lib/x"), 500, "internal_error", None),
     (

@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from hookapi.outbox._redis._scripts import SCRIPTS as OUTBOX_SCRIPTS
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -73,12 +75,15 @@ def test_the_wheel_ships_the_redis_scripts() -> None:
     wheel = build["targets"]["wheel"]
     assert wheel["packages"] == ["hookapi"]
     assert "only-include" not in wheel
-    scripts = sorted(p.name for p in (ROOT / "hookapi" / "_redis").glob("*.lua"))
-    assert scripts == ["_ends.lua", "_prelude.lua", "budget.lua", "end.lua", "reserve.lua"]
+    quota = sorted(p.name for p in (ROOT / "hookapi" / "_redis").glob("*.lua"))
+    assert quota == ["_ends.lua", "_prelude.lua", "budget.lua", "end.lua", "reserve.lua"]
+    # The shared outbox's scripts (RedisStore): every one its module loads is a file here.
+    outbox = sorted(p.name for p in (ROOT / "hookapi" / "outbox" / "_redis").glob("*.lua"))
+    assert outbox == sorted(["_keys.lua", *(f"{name}.lua" for name in OUTBOX_SCRIPTS)])
     patterns = [*build.get("exclude", []), *wheel.get("exclude", [])]
     patterns += (ROOT / ".gitignore").read_text().split()
-    for name in scripts:
-        assert not any(
-            fnmatch.fnmatch(name, p) or fnmatch.fnmatch(f"hookapi/_redis/{name}", p)
-            for p in patterns
-        ), name
+    for folder, names in (("hookapi/_redis", quota), ("hookapi/outbox/_redis", outbox)):
+        for name in names:
+            assert not any(
+                fnmatch.fnmatch(name, p) or fnmatch.fnmatch(f"{folder}/{name}", p) for p in patterns
+            ), name

@@ -94,6 +94,7 @@ DOCUMENTED_PATHS = [
     ("hookapi", "Secret"),
     ("hookapi", "Outbox"),
     ("hookapi", "SQLiteStore"),
+    ("hookapi", "RedisStore"),
     ("hookapi", "Coalesce"),
     ("hookapi.logging", "HookHandler"),
     ("hookapi.emulator", "Emulator"),

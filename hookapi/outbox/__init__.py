@@ -2,7 +2,8 @@
 
 :class:`Outbox` queues messages in front of an :class:`~hookapi.AsyncHookClient` and posts
 them with no deadline, one at a time in ``put`` order by default; :class:`SQLiteStore` keeps
-them across crashes and restarts. Everything here is re-exported by :mod:`hookapi`; it uses
+them across crashes and restarts; :class:`RedisStore` keeps one queue a fleet of processes
+shares. Everything here is re-exported by :mod:`hookapi`; it uses
 the client and the client never uses it.
 """
 
@@ -18,6 +19,7 @@ from ._receipt import (
     Receipt,
     ReceiptState,
 )
+from ._redis import RedisStore
 from ._sqlite import SQLiteStore
 from ._stores import (
     MemoryStore,
@@ -27,6 +29,7 @@ from ._stores import (
     StoreError,
     StoreHookMismatchError,
     StoreInUseError,
+    StoreUnavailableError,
 )
 
 __all__ = [
@@ -41,10 +44,12 @@ __all__ = [
     "OutboxStore",
     "Receipt",
     "ReceiptState",
+    "RedisStore",
     "SQLiteStore",
     "StoreError",
     "StoreHookMismatchError",
     "StoreInUseError",
+    "StoreUnavailableError",
     "StoredMessage",
     "StoredState",
     "join_messages",

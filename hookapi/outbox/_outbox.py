@@ -32,6 +32,7 @@ from .._exceptions import (
     InvalidInputError,
     RateLimitError,
 )
+from .._quota import HookKey
 from .._validate import check_timeout, encode_message
 from ._coalesce import Coalesce, TokenBucket, checked_join
 from ._receipt import (
@@ -43,7 +44,15 @@ from ._receipt import (
     dropped_error,
 )
 from ._sqlite import SQLiteStore
-from ._stores import MemoryStore, OutboxStore, StoredMessage, StoredState, StoreError
+from ._stores import (
+    LeaseLostError,
+    MemoryStore,
+    OutboxStore,
+    SharedStore,
+    StoredMessage,
+    StoredState,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -73,10 +82,14 @@ class Outbox:
     Args:
         client: The client to post through (it stays the caller's: the outbox never closes it).
         store: Where messages are kept: a :class:`MemoryStore` (the default), a
-            :class:`SQLiteStore`, or a path, short for ``SQLiteStore(path)``.
+            :class:`SQLiteStore`, or a path, short for ``SQLiteStore(path)``; or a
+            :class:`RedisStore`, one queue a fleet of processes shares: every process puts,
+            and one at a time (see :attr:`delivering`) delivers.
         max_size: Messages the outbox holds at most, queued or being sent.
         on_full: What ``put`` does when ``max_size`` are held: ``"wait"`` for room,
-            ``"raise"`` :class:`OutboxFullError`, or ``"drop_oldest"`` queued message.
+            ``"raise"`` :class:`OutboxFullError`, or ``"drop_oldest"`` queued message (not
+            with a :class:`RedisStore`, where ``max_size`` counts this process's messages
+            not yet ended).
         concurrency: Messages posted at once. 1 (the default) posts one at a time, so they
             arrive in ``put`` order; with more they start in that order.
         drain_timeout: Seconds leaving ``async with`` spends delivering what is queued
@@ -102,7 +115,7 @@ class Outbox:
         ...     print(receipt.state)
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915  (one check per option)
         self,
         client: AsyncHookClient,
         *,
@@ -130,6 +143,22 @@ class Outbox:
             )
         self._client = client
         self._store: OutboxStore = store
+        # A queue shared by a fleet (RedisStore): held in Redis, delivered under a lease.
+        self._shared: SharedStore | None = store if isinstance(store, SharedStore) else None
+        if self._shared is not None and on_full == "drop_oldest":
+            raise InvalidInputError(
+                "on_full='drop_oldest' is not available with a shared store: another process "
+                "may be sending the oldest message. Use 'wait' or 'raise'."
+            )
+        # Shared only: this process's messages not ended yet, wherever they are delivered.
+        self._own: dict[int, Receipt] = {}
+        self._after = 0  # the last id claimed from the shared queue in this tenure
+        self._lost = False  # the lease ended: record nothing more in this tenure
+        self._tenure: anyio.CancelScope | None = None
+        self._dead_version = b""
+        self._fetch_now: anyio.Event | None = None
+        self._store_down = False
+        self._handing_over = False  # closing: start no new message, the next holder will
         # A MemoryStore never suspends: its calls can be neither interleaved nor cut off, so
         # they need no lock or shield (the cost of which would show in every message).
         self._instant = type(store) is MemoryStore
@@ -171,7 +200,7 @@ class Outbox:
         self._closed_event: anyio.Event | None = None
         self._undelivered: list[Receipt] = []
         # Outcomes the store failed to record (a full disk): id -> new state, None to remove.
-        self._unrecorded: dict[int, tuple[StoredState | None, str | None]] = {}
+        self._unrecorded: dict[int, tuple[StoredState | None, str | None, str | None]] = {}
         self._label = f"outbox of {client.url}"
         # OpenTelemetry, when configured: the span each message was put in, to link its delivery.
         self._telemetry: Instrumentation | None = None
@@ -187,8 +216,24 @@ class Outbox:
 
     @property
     def pending(self) -> list[Receipt]:
-        """The receipts of the messages not yet delivered or given up, oldest first."""
+        """The receipts of the messages not yet delivered or given up, oldest first.
+
+        With a :class:`RedisStore`: the messages this process put.
+        """
+        if self._shared is not None:
+            return sorted(self._own.values(), key=lambda r: r.id)
         return sorted([*self._sending.values(), *self._queue], key=lambda r: r.id)
+
+    @property
+    def delivering(self) -> bool:
+        """Whether this process delivers the queue.
+
+        With a :class:`RedisStore`, while it holds the lease (one process of the fleet at a
+        time); with any other store, while the outbox runs.
+        """
+        if self._shared is None:
+            return self._phase == "running"
+        return self._tenure is not None and not self._lost
 
     @property
     def paused(self) -> bool:
@@ -206,7 +251,11 @@ class Outbox:
         return self._phase in ("closing", "closed")
 
     def failed(self) -> list[DeadLetter]:
-        """The dead letters (``FAILED`` and ``UNKNOWN`` messages), oldest first."""
+        """The dead letters (``FAILED`` and ``UNKNOWN`` messages), oldest first.
+
+        With a :class:`RedisStore`: the whole fleet's, as of this process's last look at Redis
+        (every ``poll_interval``).
+        """
         return [self._dead[id] for id in sorted(self._dead)]
 
     def pause(self) -> None:
@@ -234,6 +283,13 @@ class Outbox:
         if isinstance(self._store, SQLiteStore):
             # The file remembers its hook, so that its messages never go to another one.
             rows = await self._store.open(hook=self._client.url)
+        elif self._shared is not None:
+            # Bound to the hook by its id (never the secret): only the dead letters come back,
+            # as the queue itself is claimed by whichever process takes the lease.
+            key = HookKey(
+                base_url=str(self._client._base_url).rstrip("/"), hook_id=self._client.hook_id
+            )
+            rows = await self._shared.open_shared(key)
         else:
             rows = await self._store.open()
         try:
@@ -247,7 +303,8 @@ class Outbox:
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
         try:
-            self._sender = await self._tasks.start(self._run_sender)
+            run = self._run_sender if self._shared is None else self._run_shared
+            self._sender = await self._tasks.start(run)
         except BaseException as exc:
             await self._tasks.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -311,11 +368,13 @@ class Outbox:
                 self._dead[row.id] = DeadLetter(
                     id=row.id, text=row.text, state=ReceiptState.UNKNOWN, reason=reason
                 )
+                own = self._own.pop(row.id, None)
+                if own is not None:  # put by this process, which was sending it
+                    error = OutboxClosedError(reason, delivery=Delivery.UNKNOWN)
+                    own._settle(ReceiptState.UNKNOWN, error=error)
                 logger.warning("hookapi: %s: %s", self._label, reason, extra=_extra(row.id))
                 continue
-            # A monotonic clock does not survive a restart: a ttl is stored as wall-clock time.
-            expires = None if row.expires_at is None else now + (row.expires_at - wall)
-            self._queue.append(Receipt(row.id, row.text, expires_at=expires))
+            self._queue.append(self._receipt_for(row, now, wall))
         if self._queue:
             logger.info(
                 "hookapi: %s: resuming %d undelivered message(s)",
@@ -323,6 +382,15 @@ class Outbox:
                 len(self._queue),
                 extra={"hookapi_event": "outbox"},
             )
+
+    def _receipt_for(self, row: StoredMessage, now: float, wall: float) -> Receipt:
+        """The receipt of a stored message: this process's own (shared store), or a new one."""
+        own = self._own.get(row.id)
+        if own is not None:
+            return own
+        # A monotonic clock does not survive a restart: a ttl is stored as wall-clock time.
+        expires = None if row.expires_at is None else now + (row.expires_at - wall)
+        return Receipt(row.id, row.text, expires_at=expires)
 
     async def aclose(self, drain_timeout: float | None = None) -> list[Receipt]:
         """Stop accepting, deliver what can be until ``drain_timeout``, stop, and report.
@@ -350,8 +418,15 @@ class Outbox:
         try:
             await self._settle_puts()
             with anyio.move_on_after(timeout):
-                while (self._queue or self._sending) and not self._paused:
+                while self._holding() and not self._paused:
                     await self._wait_changed()
+                if self._shared is not None:
+                    # Other processes' messages stay for the next holder; those on the wire
+                    # finish first, so that the next holder does not send them again.
+                    self._handing_over = True
+                    self._notify()
+                    while self._sending:
+                        await self._wait_changed()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._stop()
@@ -407,7 +482,9 @@ class Outbox:
         count = len(self._undelivered)
         if not count:
             return
-        if isinstance(self._store, MemoryStore):
+        if self._shared is not None:
+            fate = f"{self._store!r} keeps them, and the fleet's deliverer delivers them"
+        elif isinstance(self._store, MemoryStore):
             fate = (
                 "they are kept in memory only, and are lost when this process ends unless a "
                 "new Outbox is given the same MemoryStore"
@@ -435,6 +512,8 @@ class Outbox:
             InvalidInputError: ``text`` or ``ttl`` is not valid (nothing is queued).
             OutboxFullError: ``max_size`` messages are held and ``on_full="raise"``.
             OutboxClosedError: The outbox is not running (not entered, or closing).
+            StoreError: The store could not keep the message (nothing is queued); with a
+                :class:`RedisStore`, :class:`StoreUnavailableError` when Redis is away.
         """
         encode_message(text)
         ttl = None if ttl is None else check_timeout("ttl", ttl)
@@ -460,6 +539,17 @@ class Outbox:
         self._notify()
         return receipt
 
+    def _held(self) -> int:
+        if self._shared is not None:
+            return len(self._own)
+        return len(self._queue) + len(self._sending)
+
+    def _holding(self) -> bool:
+        """Whether messages this outbox answers for are not ended yet."""
+        if self._shared is not None:
+            return bool(self._own)
+        return bool(self._queue or self._sending)
+
     def _depth(self) -> int:
         """Messages held and not delivered yet (queued or being sent)."""
         return len(self._queue) + len(self._sending)
@@ -469,7 +559,12 @@ class Outbox:
         wall = None if ttl is None else time.time() + ttl
         id = await self._store.add(text, expires_at=wall)
         receipt = Receipt(id, text, expires_at=None if ttl is None else now + ttl)
-        self._queue.append(receipt)
+        if self._shared is not None:
+            # In Redis now: the deliverer (this process or another) claims it from there.
+            self._own[id] = receipt
+            self._wake_fetch()
+        else:
+            self._queue.append(receipt)
         return receipt
 
     def _shield(self) -> AbstractContextManager[object]:
@@ -482,7 +577,7 @@ class Outbox:
             raise OutboxClosedError(f"The {self._label} {state}; the message was not accepted.")
 
     async def _make_room(self) -> None:
-        while len(self._queue) + len(self._sending) >= self._max_size:
+        while self._held() >= self._max_size:
             self._check_open()
             if self._on_full == "raise":
                 raise OutboxFullError(
@@ -507,7 +602,9 @@ class Outbox:
 
     async def _next(self) -> tuple[Receipt, list[Receipt], str]:
         while True:
-            while self._paused or not self._queue:
+            # `_lost`: this process's turn to deliver ended (its tenure is being cancelled, but
+            # the next post could go out before the cancellation reaches an await).
+            while self._paused or not self._queue or self._handing_over or self._lost:
                 await self._wait_changed()
             if self._coalesce is None:
                 break
@@ -604,7 +701,11 @@ class Outbox:
                     await self._store.update(each.id, StoredState.SENDING)
             except StoreError as exc:
                 # Unrecorded, a crash mid-send would resend it: at_most_once must not send.
-                self._pause(exc)
+                if self._shared is not None:
+                    # Shared: the lease ended or Redis is away; stop delivering until back.
+                    self._lose(exc)
+                else:
+                    self._pause(exc)
                 return False
         rounds = 0
         while True:
@@ -613,6 +714,8 @@ class Outbox:
                 await self._finish_dropped(receipt, "its ttl passed before it could be sent")
                 return True
             deadline = math.inf if receipt.expires_at is None else receipt.expires_at - now
+            if self._lost:
+                return False  # its turn ended between two attempts: the next holder sends it
             try:
                 result = await self._client.post_message(text, deadline=deadline)
             except HookAPIError as exc:
@@ -671,10 +774,12 @@ class Outbox:
     async def _finish_delivered(
         self, receipt: Receipt, result: PostResult, *, digest: int | None = None
     ) -> None:
-        await self._record(receipt.id, None)
+        outcome = f"delivered|{result.status_code}|{result.attempts}|{result.elapsed!r}"
+        await self._record(receipt.id, None, outcome=outcome)
         self._sending.pop(receipt.id, None)
         receipt.digest = digest
         receipt._settle(ReceiptState.DELIVERED, result=result, error=None)
+        self._settle_own(receipt)
         self._log_state(receipt)
         self._notify()
 
@@ -689,6 +794,7 @@ class Outbox:
             id=receipt.id, text=receipt.text, state=state, reason=reason, error=error
         )
         receipt._settle(state, error=error)
+        self._settle_own(receipt)
         if self._telemetry is not None:
             self._telemetry.dead_letter()
         logger.warning(
@@ -703,13 +809,26 @@ class Outbox:
         if self._on_dead_letter is not None:
             self._on_dead_letter(self._dead[receipt.id])
 
+    def _settle_own(self, receipt: Receipt) -> None:
+        """Settle this process's receipt of a shared message as ``receipt`` was settled.
+
+        The deliverer may claim a message this process put before its ``put`` has returned
+        (and so before the receipt is known by its id): the claim then made a receipt of its
+        own, and the put's receipt takes the same end here.
+        """
+        own = self._own.pop(receipt.id, None)
+        if own is not None and own is not receipt:
+            own.digest = receipt.digest
+            own._settle(receipt.state, result=receipt.result, error=receipt.error)
+
     async def _finish_dropped(self, receipt: Receipt, why: str) -> None:
         self._sending.pop(receipt.id, None)
         await self._drop(receipt, why)
 
     async def _drop(self, receipt: Receipt, why: str) -> None:
-        await self._record(receipt.id, None)
+        await self._record(receipt.id, None, outcome=f"dropped|{why}")
         receipt._settle(ReceiptState.DROPPED, error=dropped_error(receipt, why))
+        self._settle_own(receipt)
         self._links.pop(receipt.id, None)
         logger.warning(
             "hookapi: %s: message %d dropped: %s",
@@ -723,6 +842,11 @@ class Outbox:
     async def _hand_back(self, receipt: Receipt, *, cancelled: bool) -> None:
         """Put an unfinished message back at its place in line, or settle it as unknown."""
         self._sending.pop(receipt.id, None)
+        if self._lost:
+            # The lease ended: the queue is another process's now, and Redis still has the
+            # message (at_most_once: marked as being sent, so the next holder reports it).
+            receipt._requeue()
+            return
         if self._at_most_once and cancelled:
             # Cancelled mid-send: it may be on the wire, and at_most_once must not resend it.
             error = OutboxClosedError(
@@ -757,18 +881,31 @@ class Outbox:
             if self._on_pause is not None:
                 self._on_pause(error)
 
-    async def _record(self, id: int, state: StoredState | None, reason: str | None = None) -> None:
+    async def _record(
+        self,
+        id: int,
+        state: StoredState | None,
+        reason: str | None = None,
+        *,
+        outcome: str | None = None,
+    ) -> None:
         """Record a message's outcome (``None``: remove it); a store error does not stop us.
 
         The outcome is final in memory whatever the store says: a delivered message is never
         sent again in this run. One the store could not record (a full disk) is tried again
         at the next record and at close; only a restart before then would find it as it was.
+        With a shared store, an error ends this process's turn to deliver instead.
         """
-        self._unrecorded[id] = (state, reason)
+        self._unrecorded[id] = (state, reason, outcome)
         with self._shield():
             try:
                 await self._flush_records()
             except StoreError as exc:
+                if self._shared is not None:
+                    # The lease ended, or Redis is away: stop at once rather than post more
+                    # that cannot be recorded (each would be sent again by the next holder).
+                    self._lose(exc)
+                    return
                 logger.warning(
                     "hookapi: %s: could not record message %d as %s (%s); the outbox goes on "
                     "and records it at its next write",
@@ -784,13 +921,245 @@ class Outbox:
             found = self._unrecorded.get(id)
             if found is None:
                 continue  # another sender recorded it meanwhile
-            state, reason = found
-            if state is None:
+            state, reason, outcome = found
+            if state is None and self._shared is not None:
+                await self._shared.finish(id, outcome or "delivered|200|1|0")
+            elif state is None:
                 await self._store.remove(id)
             else:
                 await self._store.update(id, state, reason=reason)
             if self._unrecorded.get(id) == found:
                 del self._unrecorded[id]
+
+    # -- a queue shared by a fleet (RedisStore) ------------------------------------------------
+
+    async def _run_shared(
+        self, *, task_status: anyio.abc.TaskStatus[anyio.CancelScope] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Follow outcomes and dead letters; take the lease whenever free, and deliver then."""
+        shared = self._shared
+        assert shared is not None
+        try:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._follow)
+                    task_status.started(scope)
+                    while True:
+                        await self._take_lease()
+                        try:
+                            await self._deliver_shared()
+                        finally:
+                            with anyio.CancelScope(shield=True):
+                                await shared.release()
+                                self._leave_tenure()
+        finally:
+            assert self._stopped is not None
+            self._stopped.set()
+
+    async def _take_lease(self) -> None:
+        """Wait until this process holds the lease (when the holder's ends, or Redis is back)."""
+        shared = self._shared
+        assert shared is not None
+        while True:
+            # Every poll_interval: a holder that closes releases the lease, and the fleet
+            # takes over at once; one that dies leaves it to run out (`wait`).
+            pause = shared.poll_interval
+            try:
+                wait = await shared.acquire()
+            except StoreError as exc:
+                self._store_trouble(exc)
+                pause *= 10
+            else:
+                self._store_back()
+                if wait is None:
+                    return
+                pause = max(min(wait, pause), pause / 10)
+            await anyio.sleep(pause)
+
+    async def _deliver_shared(self) -> None:
+        """One tenure: claim the queue and deliver it until the lease ends or the outbox stops."""
+        shared = self._shared
+        assert shared is not None
+        self._lost = False
+        with anyio.CancelScope() as tenure:
+            self._tenure = tenure
+            try:
+                rows = await shared.claim(0)
+                self._after = max((row.id for row in rows), default=0)
+                logger.info(
+                    "hookapi: %s: this process delivers the shared queue (%d message(s) in it)",
+                    self._label,
+                    len(rows),
+                    extra={"hookapi_event": "outbox"},
+                )
+                await self._resume(rows)
+            except StoreError as exc:
+                self._lose(exc)
+                return
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._keep_lease)
+                group.start_soon(self._fetch)
+                for _ in range(self._concurrency):
+                    group.start_soon(self._worker)
+
+    def _leave_tenure(self) -> None:
+        """Forget the local copy of the queue: Redis has it, for the next holder."""
+        for receipt in (*self._queue, *self._sending.values()):
+            receipt._requeue()
+        self._queue.clear()
+        self._sending.clear()
+        self._unrecorded.clear()
+        self._tenure = None
+        self._after = 0
+        self._notify()
+
+    def _lose(self, error: BaseException) -> None:
+        """Stop delivering at once: the lease ended, or Redis cannot be reached."""
+        if self._lost or self._tenure is None:
+            return
+        self._lost = True
+        logger.warning(
+            "hookapi: %s: this process stops delivering the shared queue (%s); another "
+            "process takes over when the lease ends, or this one when Redis is back",
+            self._label,
+            error,
+            extra={"hookapi_event": "outbox"},
+        )
+        self._tenure.cancel()
+
+    async def _keep_lease(self) -> None:
+        shared = self._shared
+        assert shared is not None
+        while True:
+            await anyio.sleep(shared.lease / 3)
+            if not await shared.renew():
+                self._lose(LeaseLostError("the lease could not be renewed", path=repr(shared)))
+                return
+
+    async def _fetch(self) -> None:
+        """Claim what the fleet put since the last look, at once when this process puts."""
+        shared = self._shared
+        assert shared is not None
+        while True:
+            try:
+                rows = await shared.claim(self._after)
+            except LeaseLostError as exc:
+                self._lose(exc)
+                return
+            except StoreError as exc:
+                self._store_trouble(exc)
+                rows = []
+            else:
+                self._store_back()
+            if rows:
+                now, wall = anyio.current_time(), time.time()
+                for row in rows:
+                    self._after = max(self._after, row.id)
+                    self._queue.append(self._receipt_for(row, now, wall))
+                self._notify()
+                continue  # there may be more already
+            self._fetch_now = anyio.Event()
+            with anyio.move_on_after(shared.poll_interval):
+                await self._fetch_now.wait()
+            self._fetch_now = None
+
+    def _wake_fetch(self) -> None:
+        if self._fetch_now is not None:
+            self._fetch_now.set()
+
+    async def _follow(self) -> None:
+        """Learn how this process's messages ended elsewhere, and the fleet's dead letters."""
+        shared = self._shared
+        assert shared is not None
+        while True:
+            ids = sorted(self._own)[:_SYNC_BATCH]
+            try:
+                version, outcomes, letters = await shared.sync(ids, self._dead_version)
+            except StoreError as exc:
+                self._store_trouble(exc)
+            else:
+                self._store_back()
+                for id, outcome in outcomes.items():
+                    self._settle_remote(id, outcome)
+                if letters is not None:
+                    self._dead_version = version
+                    old = self._dead
+                    self._dead = {
+                        row.id: old.get(row.id)
+                        or DeadLetter(
+                            id=row.id,
+                            text=row.text,
+                            state=ReceiptState(row.state.value),
+                            reason=row.reason or "",
+                        )
+                        for row in letters
+                    }
+                if outcomes or letters is not None:
+                    self._notify()
+            await anyio.sleep(shared.poll_interval)
+
+    def _settle_remote(self, id: int, outcome: str) -> None:
+        """Settle this process's receipt with what the process that delivered it recorded."""
+        if id in self._sending:
+            return  # this process is ending it right now, with the answer itself
+        receipt = self._own.pop(id, None)
+        if receipt is None or receipt.state.is_final:
+            return
+        kind, _, rest = outcome.partition("|")
+        if kind == "delivered":
+            status, attempts, elapsed = rest.split("|")
+            result = PostResult(
+                status_code=int(status),
+                attempts=int(attempts),
+                rate_limit=None,
+                elapsed=float(elapsed),
+            )
+            receipt._settle(ReceiptState.DELIVERED, result=result, error=None)
+        elif kind == "dropped":
+            receipt._settle(ReceiptState.DROPPED, error=dropped_error(receipt, rest))
+        else:
+            state = ReceiptState.UNKNOWN if kind == "unknown" else ReceiptState.FAILED
+            delivery = Delivery.UNKNOWN if kind == "unknown" else Delivery.REJECTED
+            receipt._settle(state, error=HookAPIError(rest, delivery=delivery))
+        self._log_state(receipt)
+
+    def _store_trouble(self, error: StoreError) -> None:
+        if not self._store_down:
+            self._store_down = True
+            logger.warning(
+                "hookapi: %s: %s",
+                self._label,
+                error,
+                extra={"hookapi_event": "outbox"},
+            )
+
+    def _store_back(self) -> None:
+        if self._store_down:
+            self._store_down = False
+            logger.warning(
+                "hookapi: %s: %r answers again",
+                self._label,
+                self._store,
+                extra={"hookapi_event": "outbox"},
+            )
+
+    async def _retry_shared(self, id: int, ttl: float | None) -> Receipt:
+        shared = self._shared
+        assert shared is not None
+        ttl = None if ttl is None else check_timeout("ttl", ttl)
+        self._check_open()
+        wall = None if ttl is None else time.time() + ttl
+        # One script: two processes retrying the same dead letter queue it once.
+        found = await shared.retry(id, expires_at=wall)
+        self._dead.pop(id, None)
+        if found is None:
+            raise KeyError(f"The {self._label} has no dead letter {id}.")
+        new_id, text = found
+        expires = None if ttl is None else anyio.current_time() + ttl
+        receipt = self._own[new_id] = Receipt(new_id, text, expires_at=expires)
+        self._wake_fetch()
+        self._notify()
+        return receipt
 
     # -- dead letters --------------------------------------------------------------------------
 
@@ -802,6 +1171,8 @@ class Outbox:
             OutboxClosedError: The outbox is not running.
         """
         id = letter.id if isinstance(letter, DeadLetter) else letter
+        if self._shared is not None:
+            return await self._retry_shared(id, ttl)
         dead = self._dead[id]
         receipt = await self.put(dead.text, ttl=ttl)
         await self.discard(id)
@@ -814,6 +1185,14 @@ class Outbox:
             KeyError: There is no such dead letter.
         """
         id = letter.id if isinstance(letter, DeadLetter) else letter
+        if self._shared is not None:
+            self._check_open()
+            # Any process's dead letter, as Redis has it (another may have discarded it).
+            found = await self._shared.discard(id)
+            self._dead.pop(id, None)
+            if not found:
+                raise KeyError(f"The {self._label} has no dead letter {id}.")
+            return
         if id not in self._dead:
             raise KeyError(f"The {self._label} has no dead letter {id}.")
         self._check_open()
@@ -843,6 +1222,9 @@ class Outbox:
                 extra={**_extra(receipt.id), "hookapi_state": receipt.state.value},
             )
 
+
+#: This process's messages asked about at most in one look at the shared store.
+_SYNC_BATCH = 1000
 
 #: Messages one digest may carry at most, however small they are.
 _MAX_FOLD = 10_000

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from .._exceptions import HookAPIError
+from .._quota import HookKey
 
 __all__ = [
     "MemoryStore",
@@ -19,6 +20,7 @@ __all__ = [
     "StoreError",
     "StoreHookMismatchError",
     "StoreInUseError",
+    "StoreUnavailableError",
     "StoredMessage",
     "StoredState",
 ]
@@ -63,6 +65,23 @@ class StoreHookMismatchError(StoreError):
         super().__init__(message, path=path)
         self.stored_hook = stored_hook
         self.hook = hook
+
+
+class StoreUnavailableError(StoreError):
+    """The outbox's store (a Redis server) could not be reached, or did not answer in time.
+
+    Raised by ``put`` at once: the message was not accepted (when the answer timed out after
+    Redis received the command, it may still be delivered: see ``docs/outbox.md``). The
+    ``path`` attribute names the server, without credentials.
+    """
+
+
+class LeaseLostError(StoreError):
+    """This process no longer holds the lease on a shared queue: another one delivers it.
+
+    Raised by a shared store's writes made with a fencing token that is not the current one;
+    the outbox stops delivering at once, and never records over the new holder.
+    """
 
 
 class StoredState(enum.StrEnum):
@@ -111,6 +130,54 @@ class OutboxStore(Protocol):
 
     async def aclose(self) -> None:
         """Release what :meth:`open` took; the messages stay for the next :meth:`open`."""
+
+
+@runtime_checkable
+class SharedStore(OutboxStore, Protocol):
+    """A store one queue of which many processes share (:class:`~hookapi.RedisStore`).
+
+    Any process adds; one at a time, the holder of the lease, delivers. The outbox uses it
+    instead of holding the queue alone: it takes the lease, claims the queue, and records
+    every step with the lease's fencing token, so that a process whose lease ended changes
+    nothing. MemoryStore and SQLiteStore are not shared: the outbox uses them as before.
+    """
+
+    @property
+    def lease(self) -> float:
+        """Seconds the lease lasts unless renewed (on the event loop's clock)."""
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between two looks for new messages, outcomes and dead letters."""
+
+    async def open_shared(self, hook: HookKey) -> list[StoredMessage]:
+        """Connect, bound to ``hook``; return the dead letters, oldest first."""
+
+    async def acquire(self) -> float | None:
+        """Take the lease: ``None`` once taken, else seconds until it may be free."""
+
+    async def renew(self) -> bool:
+        """Extend the lease; ``False`` if it is lost (or Redis does not answer)."""
+
+    async def release(self) -> None:
+        """Give up the lease, if still held, so that another process takes over at once."""
+
+    async def claim(self, after: int) -> list[StoredMessage]:
+        """The queued messages with an id above ``after``, oldest first (lease holder only)."""
+
+    async def finish(self, id: int, outcome: str) -> None:
+        """Remove a delivered or dropped message; tell ``outcome`` to the process that put it."""
+
+    async def sync(
+        self, ids: list[int], version: bytes
+    ) -> tuple[bytes, dict[int, str], list[StoredMessage] | None]:
+        """The outcomes of ``ids`` known so far, and the dead letters if they changed."""
+
+    async def discard(self, id: int) -> bool:
+        """Forget a dead letter; ``False`` if there is none with that id."""
+
+    async def retry(self, id: int, *, expires_at: float | None) -> tuple[int, str] | None:
+        """Queue a dead letter again at the end: its new id and text, or ``None``."""
 
 
 class MemoryStore:

@@ -1,6 +1,7 @@
 """A real ``redis-server`` on a free loopback port, for the tests of the shared quota.
 
-The server keeps nothing on disk (``--save '' --appendonly no``) and lives in a throwaway
+The server keeps nothing on disk (``--save '' --appendonly no``) unless given an
+``appendfsync`` policy (then it keeps an append-only file), and lives in a throwaway
 directory; it can be stopped and started again on the same port, which is how the tests take
 Redis away from running clients and give it back.
 """
@@ -60,9 +61,11 @@ class RedisServer:
         directory: Its working directory (nothing is saved there).
     """
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    def __init__(self, binary: str, directory: Path, *, appendfsync: str | None = None) -> None:
         self.binary = binary
         self.directory = directory
+        # None: nothing on disk; "always" or "everysec": an append-only file in `directory`.
+        self.appendfsync = appendfsync
         self.port = free_port()
         self._process: subprocess.Popen[str] | None = None
         self._drain: threading.Thread | None = None
@@ -90,8 +93,11 @@ class RedisServer:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *(
+                    ["--appendonly", "no"]
+                    if self.appendfsync is None
+                    else ["--appendonly", "yes", "--appendfsync", self.appendfsync]
+                ),
                 "--dir",
                 str(self.directory),
                 "--logfile",
@@ -141,7 +147,15 @@ class RedisServer:
         if process.stdout is not None:
             process.stdout.close()
 
+    def kill(self) -> None:
+        """Kill the server with SIGKILL: no shutdown, so only what it had written survives."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self.stop()
+
     def restart(self) -> None:
-        """Stop the server, then start it again on the same port, empty."""
+        """Stop the server, then start it again on the same port (empty, without an AOF)."""
         self.stop()
         self.start()
