@@ -41,6 +41,7 @@ from ._version import __version__
 from .outbox import (
     Coalesce,
     DeadLetter,
+    LeaseLostError,
     MemoryStore,
     MessageDroppedError,
     Outbox,
@@ -83,6 +84,7 @@ __all__ = [
     "InsecureURLError",
     "InternalServerError",
     "InvalidInputError",
+    "LeaseLostError",
     "MemoryQuota",
     "MemoryStore",
     "MessageDroppedError",

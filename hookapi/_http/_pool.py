@@ -623,7 +623,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
 
     async def post(
         self,
-        origin: Origin,
+        origin: tuple[bytes, bytes, int],
         head: Callable[[bytes], bytes],
         body: bytes,
         *,
@@ -632,6 +632,8 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         on_write: Callable[[], None],
     ) -> tuple[int, RateLimit | None] | httpx.Response:
         """Send the client's own request, given as its bytes: the fast path, asyncio only.
+
+        For hookapi's own transport; applications post through a client.
 
         What :meth:`handle_async_request` does for the client's request on asyncio, without
         the request and (for a complete success) the response objects. Only when

@@ -22,6 +22,7 @@ from ._receipt import (
 from ._redis import RedisStore
 from ._sqlite import SQLiteStore
 from ._stores import (
+    LeaseLostError,
     MemoryStore,
     OutboxStore,
     StoredMessage,
@@ -36,6 +37,7 @@ __all__ = [
     "Coalesce",
     "DeadLetter",
     "Joiner",
+    "LeaseLostError",
     "MemoryStore",
     "MessageDroppedError",
     "Outbox",
