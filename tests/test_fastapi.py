@@ -462,6 +462,7 @@ ANSWERS = [
     ),
     (hookapi.StoreError(UPSTREAM_TEXT, path="/var/lib/x.sqlite"), 500, "internal_error", None),
     (hookapi.StoreInUseError(UPSTREAM_TEXT, path="/var/lib/x"), 500, "internal_error", None),
+    (hookapi.LeaseLostError(UPSTREAM_TEXT, path="redis://redis:6379"), 500, "internal_error", None),
     (
         hookapi.StoreHookMismatchError(UPSTREAM_TEXT, path="/var/lib/x", stored_hook=URL, hook=URL),
         500,
