@@ -8,5 +8,6 @@ modules; it never imports the client or the HTTP stack.
 from __future__ import annotations
 
 from ._store import RedisQuota
+from ._target import RedisTarget, check_prefix, redis_target, running_trio
 
-__all__ = ["RedisQuota"]
+__all__ = ["RedisQuota", "RedisTarget", "check_prefix", "redis_target", "running_trio"]

@@ -17,11 +17,9 @@ import hashlib
 import itertools
 import logging
 import math
-import sys
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import urlsplit
 
 import anyio
 
@@ -37,6 +35,7 @@ from .._quota import (
     Reservation,
 )
 from ._scripts import BUDGET, END, KEY_NAMES, RESERVE
+from ._target import check_prefix, redis_target, running_trio
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -59,7 +58,6 @@ QUEUE_GRACE: Final = 0.25
 #: Redis before it goes on its own: long enough for a busy process's next post, short enough
 #: that the fleet sees a slot come back at once.
 END_DELAY: Final = 0.002
-_EXTRA = "RedisQuota needs redis-py: install the redis extra (pip install 'hookapi[redis]')."
 _ASYNCIO_ONLY = (
     "RedisQuota runs on asyncio only: redis-py's client is asyncio-only. On trio, use the "
     "default in-memory quota, or run this program on asyncio."
@@ -80,13 +78,6 @@ def _check_seconds(name: str, value: object) -> float:
     if not math.isfinite(value) or value <= 0:
         raise InvalidInputError(f"{name} must be a finite number > 0, not {value!r}.")
     return float(value)
-
-
-def _where(url: str) -> str:
-    """The server a Redis URL names, without credentials (a password is a secret too)."""
-    parts = urlsplit(url)
-    host = parts.hostname or parts.path or "?"
-    return f"{parts.scheme}://{host}:{parts.port}" if parts.port else f"{parts.scheme}://{host}"
 
 
 def hook_keys(prefix: str, key: HookKey) -> list[str]:
@@ -166,37 +157,15 @@ class RedisQuota:
         policy: QuotaPolicy | None = None,
         _time_scale: float = 1.0,
     ) -> None:
-        try:
-            import redis.asyncio  # noqa: PLC0415  (an optional extra)
-        except ImportError:
-            raise ImportError(_EXTRA) from None
-        if _in_asyncio() is False and _running_trio():
+        target = redis_target("RedisQuota", url_or_client)
+        if _in_asyncio() is False and running_trio():
             raise InvalidInputError(_ASYNCIO_ONLY)
-        if isinstance(url_or_client, str):
-            if urlsplit(url_or_client).scheme not in ("redis", "rediss", "unix"):
-                raise InvalidInputError(
-                    "RedisQuota needs a redis://, rediss:// or unix:// URL, or a "
-                    "redis.asyncio.Redis client."
-                )
-            self._where = _where(url_or_client)
-            self._url: str | None = url_or_client
-            self._given: Redis | None = None
-        elif isinstance(url_or_client, redis.asyncio.Redis):
-            kwargs = url_or_client.connection_pool.connection_kwargs
-            self._where = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-            self._url = None
-            self._given = url_or_client
-        else:
-            raise InvalidInputError(
-                "RedisQuota takes a Redis URL or a redis.asyncio.Redis client, "
-                f"not {type(url_or_client).__name__}."
-            )
-        checked: object = prefix
-        if not isinstance(checked, str) or "{" in checked or "}" in checked:
-            raise InvalidInputError("prefix must be a str without '{' or '}' (the hash tag).")
+        self._where = target.where
+        self._url: str | None = target.url
+        self._given: Redis | None = target.client
+        self._prefix = check_prefix(prefix)
         if policy is not None and not isinstance(policy, QuotaPolicy):
             raise InvalidInputError(f"policy must be a QuotaPolicy, not {type(policy).__name__}.")
-        self._prefix = prefix
         self._on_unavailable = _check_on_unavailable(on_unavailable)
         self._scale = _check_seconds("_time_scale", _time_scale)
         self._lease = _check_seconds("lease", lease)
@@ -385,17 +354,6 @@ def _refusal(exc: BaseException) -> BaseException | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def _running_trio() -> bool:
-    trio = sys.modules.get("trio")  # not imported: not running either
-    if trio is None:
-        return False
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
 
 
 class _PerLoop:

@@ -15,13 +15,12 @@ import json
 import math
 import os
 import socket
-import sys
 import uuid
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 from ..._exceptions import InvalidInputError
 from ..._quota import HookKey
+from ..._redis import check_prefix, redis_target, running_trio
 from .._stores import (
     LeaseLostError,
     StoredMessage,
@@ -43,7 +42,6 @@ CLAIM_BATCH: Final = 1000
 #: Seconds a put's token is kept, so that the put sent again after a broken connection is
 #: stored once.
 PUT_TOKEN_SECONDS: Final = 60
-_EXTRA = "RedisStore needs redis-py: install the redis extra (pip install 'hookapi[redis]')."
 _ASYNCIO_ONLY = (
     "RedisStore runs on asyncio only: redis-py's client is asyncio-only. On trio, use a "
     "SQLiteStore (one per process), or run this program on asyncio."
@@ -56,24 +54,6 @@ def _seconds(name: str, value: object, *, zero: bool = False) -> float:
     if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         raise InvalidInputError(f"{name} must be a finite number > 0, not {value!r}.")
     return float(value)
-
-
-def _where(url: str) -> str:
-    """The server a Redis URL names, without credentials (a password is a secret too)."""
-    parts = urlsplit(url)
-    host = parts.hostname or parts.path or "?"
-    return f"{parts.scheme}://{host}:{parts.port}" if parts.port else f"{parts.scheme}://{host}"
-
-
-def _running_trio() -> bool:
-    trio = sys.modules.get("trio")  # not imported: not running either
-    if trio is None:
-        return False
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
 
 
 def outbox_keys(prefix: str, hook: HookKey) -> list[str]:
@@ -153,39 +133,17 @@ class RedisStore:
         outcome_ttl: float = 3600.0,
         _time_scale: float = 1.0,
     ) -> None:
-        try:
-            import redis.asyncio  # noqa: PLC0415  (an optional extra)
-        except ImportError:
-            raise ImportError(_EXTRA) from None
-        if _running_trio():
+        target = redis_target("RedisStore", url_or_client)
+        if running_trio():
             raise InvalidInputError(_ASYNCIO_ONLY)
-        if isinstance(url_or_client, str):
-            if urlsplit(url_or_client).scheme not in ("redis", "rediss", "unix"):
-                raise InvalidInputError(
-                    "RedisStore needs a redis://, rediss:// or unix:// URL, or a "
-                    "redis.asyncio.Redis client."
-                )
-            self._where = _where(url_or_client)
-            self._url: str | None = url_or_client
-            self._given: Redis | None = None
-        elif isinstance(url_or_client, redis.asyncio.Redis):
-            kwargs = url_or_client.connection_pool.connection_kwargs
-            self._where = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-            self._url = None
-            self._given = url_or_client
-        else:
-            raise InvalidInputError(
-                "RedisStore takes a Redis URL or a redis.asyncio.Redis client, "
-                f"not {type(url_or_client).__name__}."
-            )
-        checked: object = prefix
-        if not isinstance(checked, str) or "{" in checked or "}" in checked:
-            raise InvalidInputError("prefix must be a str without '{' or '}' (the hash tag).")
+        self._where = target.where
+        self._url: str | None = target.url
+        self._given: Redis | None = target.client
+        self._prefix = check_prefix(prefix)
         if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int):
             raise InvalidInputError("wait_replicas must be an int.")
         if wait_replicas < 0:
             raise InvalidInputError(f"wait_replicas must be at least 0, not {wait_replicas}.")
-        self._prefix = prefix
         self._lease = _seconds("lease", lease)
         self._poll = _seconds("poll_interval", poll_interval)
         self._timeout = _seconds("timeout", timeout)
