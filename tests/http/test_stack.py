@@ -11,6 +11,7 @@ import gc
 import gzip
 import json
 import random
+import secrets
 import socket
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -41,7 +42,9 @@ from hookapi.testing import VirtualTimeEventLoop
 pytestmark = pytest.mark.anyio
 
 HOOK = "hook-1"
-SECRET = "s3cr3t" * 8
+#: Drawn per process: another process running this file (a second test run on the machine)
+#: sends its own, so its requests that reach one of these servers' ports are told apart.
+SECRET = secrets.token_hex(24)
 ERROR = {"error": "bad_request", "error_description": "The message is too long"}
 
 
@@ -57,8 +60,8 @@ class Server:
 
     url: str = ""
     heads: list[bytes] = field(default_factory=list)
-    #: Requests for another secret: a client another test left running whose retry reached
-    #: this server's port once the kernel gave it out again. Answered 404, never counted.
+    #: Requests for another secret: a client of another test (or of another process) that
+    #: reached this server's port once the kernel gave it out again. Answered 404, not counted.
     strays: list[bytes] = field(default_factory=list)
     connections: int = 0
     status: int = 200
@@ -202,23 +205,26 @@ def test_a_client_used_on_a_second_loop_refuses_before_sending(backend: str) -> 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_pool_used_on_a_second_loop_refuses(backend: str) -> None:
-    async def post(url: str, pool: ConnectionPool) -> None:
+    async def post(url: str, pool: ConnectionPool) -> int:
         client = AsyncHookClient(hook_id=HOOK, secret=SECRET, base_url=url, transport=pool)
         async with client:
-            await client.post_message("hi")
+            result = await client.post_message("hi")
         await pool.aclose()  # its sockets go with this loop; the pool still knows the loop
+        return result.attempts
 
-    async def serve_and_post(pool: ConnectionPool) -> tuple[int, Exception | None]:
+    async def serve_and_post(pool: ConnectionPool) -> tuple[int, int, Exception | None]:
         async with serving() as server:
             try:
-                await post(server.url, pool)
+                attempts = await post(server.url, pool)
             except WrongEventLoopError as exc:
-                return len(server.heads), exc
-            return len(server.heads), None
+                return len(server.heads), 0, exc
+            return len(server.heads), attempts, None
 
     pool = ConnectionPool()
-    assert anyio.run(serve_and_post, pool, backend=backend) == (1, None)
-    sent, error = anyio.run(serve_and_post, pool, backend=backend)
+    # The client's own count of requests sent, beside the server's: should the server ever
+    # count more, the two tell a retry of the client's from a request of another client.
+    assert anyio.run(serve_and_post, pool, backend=backend) == (1, 1, None)
+    sent, _, error = anyio.run(serve_and_post, pool, backend=backend)
     assert sent == 0
     assert isinstance(error, WrongEventLoopError)
     assert "connection pool" in str(error)
