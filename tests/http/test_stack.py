@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import httpcore
 import httpx
 import pytest
 import trio
@@ -36,6 +37,7 @@ from hookapi import (
     RetryPolicy,
     WrongEventLoopError,
 )
+from hookapi._http import _pool
 from hookapi._http._h1 import open_connection
 from hookapi.testing import VirtualTimeEventLoop
 
@@ -65,6 +67,8 @@ class Server:
     strays: list[bytes] = field(default_factory=list)
     connections: int = 0
     status: int = 200
+    #: Set once a request for this server's secret has come whole.
+    arrived: anyio.Event = field(default_factory=anyio.Event)
 
     def answer(self, head: bytes) -> bytes:
         if self.status == 200:
@@ -107,6 +111,7 @@ class Server:
                         await stream.send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                         continue
                     self.heads.append(head)
+                    self.arrived.set()
                     await stream.send(self.answer(head))
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
@@ -228,6 +233,45 @@ def test_a_pool_used_on_a_second_loop_refuses(backend: str) -> None:
     assert sent == 0
     assert isinstance(error, WrongEventLoopError)
     assert "connection pool" in str(error)
+
+
+# A failure after the request arrived
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpcore.ReadError("lost"),
+        httpcore.ReadTimeout("late"),
+        httpcore.RemoteProtocolError("garbled"),
+        httpcore.WriteError("cut"),
+        httpcore.NetworkError("down"),
+    ],
+    ids=type,
+)
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_failure_after_the_request_arrived_is_never_sent_again(
+    failure: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read failing once the server has the request: unknown delivery, no second post.
+
+    On trio the pool's connections are httpcore's; these are the failures its reads raise (as
+    httpx's errors) once the request is out. None may be taken for a failure before sending,
+    which the default policy retries: that would post the message twice.
+    """
+    async with serving() as server:
+
+        async def read(self: object, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+            await server.arrived.wait()
+            raise failure
+
+        monkeypatch.setattr(_pool._BoundStream, "read", read)
+        async with AsyncHookClient(hook_id=HOOK, secret=SECRET, base_url=server.url) as client:
+            with pytest.raises(APIConnectionError) as caught:
+                await client.post_message("once")
+    assert caught.value.delivery is Delivery.UNKNOWN
+    assert caught.value.attempts == 1
+    assert len(server.heads) == 1
 
 
 # A name whose first address is dead
