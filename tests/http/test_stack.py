@@ -11,6 +11,7 @@ import gc
 import gzip
 import json
 import random
+import secrets
 import socket
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import httpcore
 import httpx
 import pytest
 import trio
@@ -35,13 +37,16 @@ from hookapi import (
     RetryPolicy,
     WrongEventLoopError,
 )
+from hookapi._http import _pool
 from hookapi._http._h1 import open_connection
 from hookapi.testing import VirtualTimeEventLoop
 
 pytestmark = pytest.mark.anyio
 
 HOOK = "hook-1"
-SECRET = "s3cr3t" * 8
+#: Drawn per process: another process running this file (a second test run on the machine)
+#: sends its own, so its requests that reach one of these servers' ports are told apart.
+SECRET = secrets.token_hex(24)
 ERROR = {"error": "bad_request", "error_description": "The message is too long"}
 
 
@@ -57,11 +62,13 @@ class Server:
 
     url: str = ""
     heads: list[bytes] = field(default_factory=list)
-    #: Requests for another secret: a client another test left running whose retry reached
-    #: this server's port once the kernel gave it out again. Answered 404, never counted.
+    #: Requests for another secret: a client of another test (or of another process) that
+    #: reached this server's port once the kernel gave it out again. Answered 404, not counted.
     strays: list[bytes] = field(default_factory=list)
     connections: int = 0
     status: int = 200
+    #: Set once a request for this server's secret has come whole.
+    arrived: anyio.Event = field(default_factory=anyio.Event)
 
     def answer(self, head: bytes) -> bytes:
         if self.status == 200:
@@ -104,6 +111,7 @@ class Server:
                         await stream.send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                         continue
                     self.heads.append(head)
+                    self.arrived.set()
                     await stream.send(self.answer(head))
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
@@ -202,26 +210,68 @@ def test_a_client_used_on_a_second_loop_refuses_before_sending(backend: str) -> 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_pool_used_on_a_second_loop_refuses(backend: str) -> None:
-    async def post(url: str, pool: ConnectionPool) -> None:
+    async def post(url: str, pool: ConnectionPool) -> int:
         client = AsyncHookClient(hook_id=HOOK, secret=SECRET, base_url=url, transport=pool)
         async with client:
-            await client.post_message("hi")
+            result = await client.post_message("hi")
         await pool.aclose()  # its sockets go with this loop; the pool still knows the loop
+        return result.attempts
 
-    async def serve_and_post(pool: ConnectionPool) -> tuple[int, Exception | None]:
+    async def serve_and_post(pool: ConnectionPool) -> tuple[int, int, Exception | None]:
         async with serving() as server:
             try:
-                await post(server.url, pool)
+                attempts = await post(server.url, pool)
             except WrongEventLoopError as exc:
-                return len(server.heads), exc
-            return len(server.heads), None
+                return len(server.heads), 0, exc
+            return len(server.heads), attempts, None
 
     pool = ConnectionPool()
-    assert anyio.run(serve_and_post, pool, backend=backend) == (1, None)
-    sent, error = anyio.run(serve_and_post, pool, backend=backend)
+    # The client's own count of requests sent, beside the server's: should the server ever
+    # count more, the two tell a retry of the client's from a request of another client.
+    assert anyio.run(serve_and_post, pool, backend=backend) == (1, 1, None)
+    sent, _, error = anyio.run(serve_and_post, pool, backend=backend)
     assert sent == 0
     assert isinstance(error, WrongEventLoopError)
     assert "connection pool" in str(error)
+
+
+# A failure after the request arrived
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpcore.ReadError("lost"),
+        httpcore.ReadTimeout("late"),
+        httpcore.RemoteProtocolError("garbled"),
+        httpcore.WriteError("cut"),
+        httpcore.NetworkError("down"),
+    ],
+    ids=type,
+)
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_failure_after_the_request_arrived_is_never_sent_again(
+    failure: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read failing once the server has the request: unknown delivery, no second post.
+
+    On trio the pool's connections are httpcore's; these are the failures its reads raise (as
+    httpx's errors) once the request is out. None may be taken for a failure before sending,
+    which the default policy retries: that would post the message twice.
+    """
+    async with serving() as server:
+
+        async def read(self: object, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+            await server.arrived.wait()
+            raise failure
+
+        monkeypatch.setattr(_pool._BoundStream, "read", read)
+        async with AsyncHookClient(hook_id=HOOK, secret=SECRET, base_url=server.url) as client:
+            with pytest.raises(APIConnectionError) as caught:
+                await client.post_message("once")
+    assert caught.value.delivery is Delivery.UNKNOWN
+    assert caught.value.attempts == 1
+    assert len(server.heads) == 1
 
 
 # A name whose first address is dead
