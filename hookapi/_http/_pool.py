@@ -306,8 +306,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             httpx.TransportError: The request failed (``UnsupportedProtocol`` once closed).
         """
         if self._asyncio is None:
-            self._loop = current_loop()
-            self._asyncio = LLHTTP and _on_asyncio()
+            self._learn_loop()
         elif (text := loop_mismatch("connection pool", self._loop)) is not None:
             raise WrongEventLoopError(text)
         if self._closed:
@@ -323,9 +322,20 @@ class ConnectionPool(httpx.AsyncBaseTransport):
 
         Their every wait (a free slot, connecting, writing, reading) ends by the attempt's
         end and the request's deadline, so a caller needs no cancel scope to keep either.
-        Only on asyncio, once the pool has run there, and not while respx mocks httpcore.
+        Only on asyncio, and not while respx mocks httpcore. Asked before the pool's first
+        request, it learns the loop then, as that request would: so the first request takes
+        the same path as the rest (the other one loads anyio's backend, a cold start's cost).
         """
+        if self._asyncio is None:
+            if current_loop() is None:
+                return False  # no loop runs: nothing to learn yet
+            self._learn_loop()
         return bool(self._asyncio) and not self._closed and not _httpcore_patched()
+
+    def _learn_loop(self) -> None:
+        """Bind the pool to the running loop, and pick the path its requests take there."""
+        self._loop = current_loop()
+        self._asyncio = LLHTTP and _on_asyncio()
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
