@@ -33,35 +33,35 @@ from ._exceptions import (
 )
 from ._http import CertTypes, InsecureTLSWarning, VerifyTypes
 from ._quota import MemoryQuota, QuotaPolicy, QuotaStore, RateLimit
-from ._redis import RedisQuota
 from ._retry import RetryPolicy
 from ._secrets import Secret
 from ._sync import HookClient
 from ._version import __version__
-from .outbox import (
-    Coalesce,
-    DeadLetter,
-    LeaseLostError,
-    MemoryStore,
-    MessageDroppedError,
-    Outbox,
-    OutboxClosedError,
-    OutboxFullError,
-    OutboxStore,
-    Receipt,
-    ReceiptState,
-    RedisStore,
-    SQLiteStore,
-    StoredMessage,
-    StoredState,
-    StoreError,
-    StoreHookMismatchError,
-    StoreInUseError,
-    StoreUnavailableError,
-)
 
 if _typing.TYPE_CHECKING:
     from ._http import ConnectionPool
+    from ._redis import RedisQuota
+    from .outbox import (
+        Coalesce,
+        DeadLetter,
+        LeaseLostError,
+        MemoryStore,
+        MessageDroppedError,
+        Outbox,
+        OutboxClosedError,
+        OutboxFullError,
+        OutboxStore,
+        Receipt,
+        ReceiptState,
+        RedisStore,
+        SQLiteStore,
+        StoredMessage,
+        StoredState,
+        StoreError,
+        StoreHookMismatchError,
+        StoreInUseError,
+        StoreUnavailableError,
+    )
 
 __all__ = [
     "APIConnectionError",
@@ -121,10 +121,48 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # The pool (and httpcore, which pulls in trio when installed) loads on first use only.
-    if name == "ConnectionPool":
-        from ._http import ConnectionPool  # noqa: PLC0415
+#: Names loaded on first use, and the module each comes from: a client that only posts never
+#: pays for the outbox, the Redis store or the pool's httpcore path (cold start).
+_LAZY = {
+    "ConnectionPool": "._http",
+    "RedisQuota": "._redis",
+    **dict.fromkeys(
+        (
+            "Coalesce",
+            "DeadLetter",
+            "LeaseLostError",
+            "MemoryStore",
+            "MessageDroppedError",
+            "Outbox",
+            "OutboxClosedError",
+            "OutboxFullError",
+            "OutboxStore",
+            "Receipt",
+            "ReceiptState",
+            "RedisStore",
+            "SQLiteStore",
+            "StoredMessage",
+            "StoredState",
+            "StoreError",
+            "StoreHookMismatchError",
+            "StoreInUseError",
+            "StoreUnavailableError",
+        ),
+        ".outbox",
+    ),
+}
 
-        return ConnectionPool
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module  # noqa: PLC0415
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -8,6 +8,8 @@ leaves through a span (URLs, exception messages and stack traces) is the redacte
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 import weakref
 from contextlib import AbstractContextManager, nullcontext
@@ -60,6 +62,22 @@ def _api_installed() -> bool:
         else:
             _api_missing = False
     return not _api_missing
+
+
+def _globals_may_be_set() -> bool:
+    """Whether a global provider could be set, answered without importing the API.
+
+    Setting one imports ``opentelemetry.trace`` or ``opentelemetry.metrics`` first, and the
+    API loads one itself only when ``OTEL_PYTHON_TRACER_PROVIDER`` or
+    ``OTEL_PYTHON_METER_PROVIDER`` names it: with neither, the answer is no and the API (tens of
+    milliseconds to import) is not loaded for a client that would report nothing.
+    """
+    return (
+        "opentelemetry.trace" in sys.modules
+        or "opentelemetry.metrics" in sys.modules
+        or "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+        or "OTEL_PYTHON_METER_PROVIDER" in os.environ
+    )
 
 
 def _global_tracer_provider() -> TracerProvider | None:
@@ -121,6 +139,8 @@ def instrumentation(
         hook_id: The hook's id, the attribute that tells hooks apart in hookapi's metrics.
         hide: The client's redaction, applied to every exception text before it is recorded.
     """
+    if tracer_provider is None and meter_provider is None and not _globals_may_be_set():
+        return None
     if not _api_installed():
         return None
     tracers = tracer_provider if tracer_provider is not None else _global_tracer_provider()

@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Self, Unpack
 
 import anyio
-import anyio.from_thread
 import httpx
 
 from ._client import ENV_VAR, AsyncHookClient, ClientOptions, PostResult
@@ -33,6 +32,8 @@ from ._exceptions import ClientClosedError
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    import anyio.from_thread
 
     from ._quota import RateLimit
     from ._retry import RetryPolicy
@@ -89,7 +90,10 @@ class _LoopThread:
             tuple[anyio.from_thread.BlockingPortal, asyncio.AbstractEventLoop]
         ],
     ) -> None:
-        async with anyio.from_thread.BlockingPortal() as portal:
+        # Imported here, in the loop thread: ``import hookapi`` stays free of it (cold start).
+        from anyio.from_thread import BlockingPortal  # noqa: PLC0415
+
+        async with BlockingPortal() as portal:
             handoff.put((portal, asyncio.get_running_loop()))
             await portal.sleep_until_stopped()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -513,3 +514,57 @@ def test_hookapi_imports_and_posts_without_opentelemetry() -> None:
         """
     )
     assert out.strip() == "200 ['hi']"
+
+
+def test_with_no_provider_set_a_post_does_not_load_the_api() -> None:
+    # The API is installed here; nothing set a provider, so it is not even imported (cold start).
+    out = _run(
+        """
+        import sys
+        import anyio
+        from hookapi.emulator import Emulator
+        from hookapi.testing import make_client
+
+        emulator = Emulator()
+        client = make_client(emulator, emulator.create_hook())
+        result = anyio.run(client.post_message, "hi")
+        print(result.status_code, client._telemetry is None)
+        print(sorted(name for name in sys.modules if name.startswith("opentelemetry.")))
+        """
+    )
+    assert out.split("\n")[:2] == ["200 True", "[]"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_PYTHON_TRACER_PROVIDER", "sdk_tracer_provider"),
+        ("OTEL_PYTHON_METER_PROVIDER", "sdk_meter_provider"),
+    ],
+)
+def test_a_provider_named_by_the_environment_is_still_used(variable: str, value: str) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import anyio
+                from hookapi.emulator import Emulator
+                from hookapi.testing import make_client
+
+                emulator = Emulator()
+                client = make_client(emulator, emulator.create_hook())
+                anyio.run(client.post_message, "hi")
+                print(client._telemetry is not None)
+                """
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, variable: value},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

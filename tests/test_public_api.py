@@ -7,6 +7,7 @@ import importlib
 import inspect
 import subprocess
 import sys
+import textwrap
 from importlib.metadata import entry_points
 from importlib.resources import files
 
@@ -126,3 +127,47 @@ def test_python_dash_m_runs_the_command_line() -> None:
         [sys.executable, "-m", "hookapi", "--version"], capture_output=True, text=True, check=True
     )
     assert hookapi.__version__ in out.stdout
+
+
+def test_a_first_post_on_asyncio_loads_only_what_it_uses() -> None:
+    # Cold start: `import hookapi` and one post through the default pool on asyncio leave out
+    # httpcore (and trio), anyio's backend (the first post takes the asyncio fast path too),
+    # OpenTelemetry with no provider set, the sync client's portal, the outbox and the Redis
+    # modules; each still loads when used.
+    code = textwrap.dedent(
+        """
+        import asyncio, sys
+        import hookapi
+
+        ANSWER = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok"
+
+        async def answer(reader, writer):
+            await reader.readuntil(b"\\r\\n\\r\\n")
+            writer.write(ANSWER)
+            await writer.drain()
+            writer.close()
+
+        async def main():
+            server = await asyncio.start_server(answer, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            async with hookapi.AsyncHookClient(
+                hook_id="h", secret="s" * 16, base_url=f"http://127.0.0.1:{port}/hooks"
+            ) as client:
+                result = await client.post_message("hi")
+            server.close()
+            return result.status_code
+
+        print(asyncio.run(main()))
+        heavy = ("httpcore", "trio", "opentelemetry.trace", "anyio.from_thread",
+                 "anyio._backends._asyncio",
+                 "hookapi.outbox", "hookapi._redis", "hookapi._http._core")
+        print([name for name in heavy if name in sys.modules])
+        from hookapi import Outbox, RedisQuota, RedisStore, ConnectionPool
+        print(sorted(name for name in heavy if name in sys.modules))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    status, before, after = out.stdout.splitlines()
+    assert (status, before) == ("200", "[]")
+    assert "hookapi.outbox" in after
+    assert "hookapi._redis" in after

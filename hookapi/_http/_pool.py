@@ -16,12 +16,12 @@ import asyncio
 import contextlib
 import logging
 import math
+import sys
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
-import httpcore
 import httpx
 
 from .._exceptions import InvalidInputError, WrongEventLoopError, builds
@@ -29,10 +29,12 @@ from ._loop import current_loop, loop_mismatch
 from ._tls import tls_context
 from ._transport import (
     ATTEMPT_EXTENSION,
-    ATTEMPT_OVER,
     DEADLINE_EXTENSION,
     WRITE_EXTENSION,
+    OriginKey,
+    origin_of,
     reuse_within,
+    within,
 )
 
 try:
@@ -43,7 +45,10 @@ except ImportError:  # httptools is not installed (it is required on CPython onl
 if TYPE_CHECKING:
     import ssl
 
+    import httpcore
+
     from .._quota import RateLimit
+    from ._core import _Connection
     from ._h1 import H1Connection, Origin
     from ._tls import CertTypes, VerifyTypes
 
@@ -58,171 +63,8 @@ logging.getLogger("hookapi").debug(
     else "httpcore's connections (httptools cannot be imported)",
 )
 
-# httpcore's errors, most specific first, and the httpx error each becomes.
-_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.ProxyError, httpx.ProxyError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-)
-
 
 _POOL_TIMEOUT = "No connection came free within the pool timeout."
-#: (scheme, host, port) of an httpcore connection: what its idle stack and limit are keyed by.
-_Key = tuple[bytes, bytes, int]
-
-
-def _text_of(exc: BaseException) -> str:
-    # On trio a failed TLS handshake is an empty error caused by an empty one caused by the
-    # ssl error ("certificate verify failed"): that last text is what the user needs to read.
-    seen: BaseException | None = exc
-    while seen is not None and not str(seen):
-        seen = seen.__cause__
-    return str(seen or "")
-
-
-@contextlib.contextmanager
-def _as_httpx_errors() -> Iterator[None]:
-    try:
-        yield
-    except httpx.TransportError:
-        raise
-    except Exception as exc:
-        for source, target in _ERRORS:
-            if isinstance(exc, source):
-                raise target(_text_of(exc)) from exc
-        raise
-
-
-async def _close_quietly(connection: httpcore.AsyncHTTPConnection) -> None:
-    # Shielded: a cancelled request must still give its socket back to the OS.
-    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-        await connection.aclose()
-
-
-class _Pieces:
-    """A request body for httpcore: one async iteration over bytes, with no async generator.
-
-    An async generator left suspended (a request cancelled mid-write) is finalised by the
-    garbage collector, and trio warns about each one; a plain iterator leaves nothing behind.
-    """
-
-    __slots__ = ("_data", "_done")
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._done = False
-
-    def __aiter__(self) -> _Pieces:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
-        self._done = True
-        return self._data
-
-
-def _body_of(stream: Any) -> Any:
-    # A body in memory (what the client sends) is handed over without a generator.
-    if isinstance(stream, httpx.ByteStream):
-        return _Pieces(b"".join(stream))
-    return stream
-
-
-class _Body(httpx.AsyncByteStream):
-    """A response body that hands its connection back to the pool when closed."""
-
-    def __init__(
-        self,
-        stream: Any,
-        pool: ConnectionPool,
-        connection: _Connection,
-        key: _Key,
-    ) -> None:
-        self._stream = stream
-        self._iterator: Any = None
-        self._pool = pool
-        self._connection: _Connection | None = connection
-        self._key = key
-
-    def __aiter__(self) -> _Body:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._iterator is None:
-            self._iterator = aiter(self._stream)
-        with _as_httpx_errors():
-            chunk: bytes = await anext(self._iterator)
-            return chunk
-
-    async def aclose(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        try:
-            with anyio.CancelScope(shield=True), _as_httpx_errors():
-                # httpcore's iterator is an async generator: closed here, never left to the GC.
-                iterator = self._iterator
-                if iterator is not None and hasattr(iterator, "aclose"):
-                    await iterator.aclose()
-                await self._stream.aclose()
-        finally:
-            await self._pool._give_back(connection, self._key)
-
-
-def _traced(extensions: dict[str, Any]) -> dict[str, Any]:
-    """``extensions`` with an httpcore ``trace`` that gives the write-start signal."""
-    on_write = extensions.get(WRITE_EXTENSION)
-    if on_write is None:
-        return extensions
-    chained = extensions.get("trace")
-
-    async def trace(name: str, info: dict[str, Any]) -> None:
-        if name == "http11.send_request_headers.started":
-            on_write()
-        if chained is not None:
-            await chained(name, info)
-
-    return {**extensions, "trace": trace}
-
-
-def _origin_of(request: httpx.Request) -> _Key:
-    """(scheme, host, port) of ``request``: all a connection is chosen by."""
-    url = request.url
-    port = url.port or (443 if url.scheme == "https" else 80)
-    return (url.raw_scheme, url.raw_host, port)
-
-
-def _core_request(request: httpx.Request) -> httpcore.Request:
-    """``request`` as httpcore takes it.
-
-    Made here and handed straight on: the real path is in no local of the pool's frames,
-    which a traceback (a cancellation's, say) would show to whatever renders locals.
-    """
-    url = request.url
-    return httpcore.Request(
-        method=request.method,
-        url=httpcore.URL(
-            scheme=url.raw_scheme,
-            host=url.raw_host,
-            port=_origin_of(request)[2],
-            target=url.raw_path,
-        ),
-        headers=request.headers.raw,
-        content=_body_of(request.stream),
-        extensions=_traced(request.extensions),
-    )
 
 
 def _on_asyncio() -> bool:
@@ -239,6 +81,10 @@ _httpcore_method: list[object] = [None, False]  # the method last looked at, and
 def _httpcore_patched() -> bool:
     # respx's default mocking patches httpcore's connection class; while it does, requests
     # take httpcore's path so that the mocks see them, as they did before the asyncio path.
+    # Patching it imports httpcore first: while nothing has, nothing has patched it.
+    httpcore = sys.modules.get("httpcore")
+    if httpcore is None:
+        return False
     method = httpcore.AsyncHTTPConnection.handle_async_request
     last = _httpcore_method
     if method is not last[0]:
@@ -350,110 +196,11 @@ class _Slots:
         self._free += 1
 
 
-def _within(timeout: float | None, ends: float) -> float | None:
-    """``timeout``, shortened to what is left before the loop time ``ends``."""
-    if ends == math.inf:
-        return timeout
-    left = max(0.0, ends - anyio.current_time())
-    return left if timeout is None else min(timeout, left)
-
-
 def _left(timeout: float, ends: float, loop: asyncio.AbstractEventLoop) -> float:
     """:func:`_within` on asyncio, with the loop's clock read directly."""
     if ends == math.inf:
         return timeout
     return min(timeout, max(0.0, ends - loop.time()))
-
-
-class _Bound(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend for one connection, its waits kept within the attempt's end.
-
-    httpcore bounds each read by the read timeout, so an answer trickling a byte at a time
-    never ends; the end is passed in here, to the timer httpcore starts for each read anyway.
-    """
-
-    __slots__ = ("_inner", "ends")
-
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
-        self.ends = math.inf  # the current request's end, in anyio.current_time() seconds
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109  (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(
-            host, port, _within(timeout, self.ends), local_address, socket_options
-        )
-        return _BoundStream(stream, self)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _BoundStream(httpcore.AsyncNetworkStream):
-    """A socket whose reads, writes and handshake end by its backend's ``ends``."""
-
-    __slots__ = ("_bound", "_inner")
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream, bound: _Bound) -> None:
-        self._inner = inner
-        self._bound = bound
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        ends = self._bound.ends
-        try:
-            return await self._inner.read(max_bytes, _within(timeout, ends))
-        except httpcore.ReadTimeout:
-            if anyio.current_time() >= ends:
-                raise httpcore.ReadTimeout(ATTEMPT_OVER) from None
-            raise
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        ends = self._bound.ends
-        try:
-            await self._inner.write(buffer, _within(timeout, ends))
-        except httpcore.WriteTimeout:
-            if anyio.current_time() >= ends:
-                raise httpcore.WriteTimeout(ATTEMPT_OVER) from None
-            raise
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore.AsyncNetworkStream:
-        inner = await self._inner.start_tls(
-            ssl_context, server_hostname, _within(timeout, self._bound.ends)
-        )
-        return _BoundStream(inner, self._bound)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _Connection(httpcore.AsyncHTTPConnection):
-    """httpcore's connection on a :class:`_Bound` backend of its own."""
-
-    def __init__(
-        self, origin: httpcore.Origin, ssl_context: ssl.SSLContext | None, keepalive_expiry: float
-    ) -> None:
-        self.bound = _Bound()
-        self.retire_at = math.inf  # when the server's Keep-Alive timeout is near, idle
-        super().__init__(
-            origin=origin,
-            ssl_context=ssl_context,
-            keepalive_expiry=keepalive_expiry,
-            network_backend=self.bound,
-        )
 
 
 def _check_limit(name: str, value: object) -> int:
@@ -536,9 +283,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         self._h1_slots: _Slots | None = None
         self._h1_host_slots: dict[Origin, _Slots] = {}
         # Any other backend:
-        self._idle: dict[_Key, list[_Connection]] = {}
+        self._idle: dict[OriginKey, list[_Connection]] = {}
         self._slots: anyio.Semaphore | None = None
-        self._host_slots: dict[_Key, anyio.Semaphore] = {}
+        self._host_slots: dict[OriginKey, anyio.Semaphore] = {}
 
     def __repr__(self) -> str:
         return f"<ConnectionPool max_connections={self._max} idle={self.idle_connections}>"
@@ -559,8 +306,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             httpx.TransportError: The request failed (``UnsupportedProtocol`` once closed).
         """
         if self._asyncio is None:
-            self._loop = current_loop()
-            self._asyncio = LLHTTP and _on_asyncio()
+            self._learn_loop()
         elif (text := loop_mismatch("connection pool", self._loop)) is not None:
             raise WrongEventLoopError(text)
         if self._closed:
@@ -576,9 +322,20 @@ class ConnectionPool(httpx.AsyncBaseTransport):
 
         Their every wait (a free slot, connecting, writing, reading) ends by the attempt's
         end and the request's deadline, so a caller needs no cancel scope to keep either.
-        Only on asyncio, once the pool has run there, and not while respx mocks httpcore.
+        Only on asyncio, and not while respx mocks httpcore. Asked before the pool's first
+        request, it learns the loop then, as that request would: so the first request takes
+        the same path as the rest (the other one loads anyio's backend, a cold start's cost).
         """
+        if self._asyncio is None:
+            if current_loop() is None:
+                return False  # no loop runs: nothing to learn yet
+            self._learn_loop()
         return bool(self._asyncio) and not self._closed and not _httpcore_patched()
+
+    def _learn_loop(self) -> None:
+        """Bind the pool to the running loop, and pick the path its requests take there."""
+        self._loop = current_loop()
+        self._asyncio = LLHTTP and _on_asyncio()
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -597,20 +354,20 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         ends = extensions.get(DEADLINE_EXTENSION, math.inf)
         if attempt is not None:
             ends = min(ends, asyncio.get_running_loop().time() + attempt)
-        origin = _origin_of(request)
+        origin = origin_of(request)
         https = origin[0] == b"https"
         host_slots = None
         if self._per_host is not None:
             host_slots = self._h1_host_slots.get(origin)
             if host_slots is None:
                 host_slots = self._h1_host_slots[origin] = _Slots(self._per_host)
-            await host_slots.acquire(_within(timeouts.get("pool"), ends))
+            await host_slots.acquire(within(timeouts.get("pool"), ends))
         try:
-            await slots.acquire(_within(timeouts.get("pool"), ends))
+            await slots.acquire(within(timeouts.get("pool"), ends))
             try:
                 connection = self._idle_h1(origin)
                 if connection is None:
-                    connect = _within(timeouts.get("connect"), ends)
+                    connect = within(timeouts.get("connect"), ends)
                     connection = await self._open_h1(origin, https, connect)
                 return await connection.request(request, self._give_back_h1, ends)
             except BaseException:
@@ -742,7 +499,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             return
         raise httpx.PoolTimeout(_POOL_TIMEOUT)
 
-    async def _connection_for(self, key: _Key, origin: httpcore.Origin) -> _Connection:
+    async def _connection_for(self, key: OriginKey, origin: httpcore.Origin) -> _Connection:
+        from ._core import _close_quietly, _Connection  # noqa: PLC0415
+
         idle = self._idle.get(key)
         while idle:
             candidate = idle.pop()
@@ -761,7 +520,12 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         timeout = (request.extensions.get("timeout") or {}).get("pool")
         attempt = request.extensions.get(ATTEMPT_EXTENSION)
         ends = math.inf if attempt is None else anyio.current_time() + attempt
-        key = _origin_of(request)
+        key = origin_of(request)
+        # httpcore loads on this path's first request (cold start: asyncio's never needs it).
+        import httpcore  # noqa: PLC0415
+
+        from ._core import _as_httpx_errors, _Body, _close_quietly, _core_request  # noqa: PLC0415
+
         origin = httpcore.Origin(*key)
         host_slots = None
         if self._per_host is not None:
@@ -805,13 +569,15 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             extensions=response.extensions,
         )
 
-    async def _give_back(self, connection: _Connection, key: _Key) -> None:
+    async def _give_back(self, connection: _Connection, key: OriginKey) -> None:
         try:
             if not self._closed and connection.is_idle() and self.idle_connections < self._max:
                 if connection.retire_at != math.inf:
                     connection.retire_at += anyio.current_time()
                 self._idle.setdefault(key, []).append(connection)
             else:
+                from ._core import _close_quietly  # noqa: PLC0415
+
                 await _close_quietly(connection)
         finally:
             if self._slots is not None:
@@ -832,6 +598,9 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             for h1 in h1_list:
                 h1.close()
         idle, self._idle = self._idle, {}
-        for connections in idle.values():
-            for connection in connections:
-                await _close_quietly(connection)
+        if idle:  # httpcore's connections: its module is loaded already
+            from ._core import _close_quietly  # noqa: PLC0415
+
+            for connections in idle.values():
+                for connection in connections:
+                    await _close_quietly(connection)

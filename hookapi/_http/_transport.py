@@ -43,9 +43,12 @@ __all__ = [
     "RATE_LIMIT_EXTENSION",
     "SENDING_EXTENSION",
     "WRITE_EXTENSION",
+    "OriginKey",
     "RateLimitTransport",
     "delivery_of",
+    "origin_of",
     "reuse_within",
+    "within",
 ]
 
 #: Request extension: seconds the attempt may take as a whole, from when the inner transport
@@ -391,3 +394,22 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
         traceback: TracebackType | None = None,
     ) -> None:
         await self.aclose()
+
+
+#: (scheme, host, port): what the pool's connections, idle stacks and limits are keyed by.
+OriginKey = tuple[bytes, bytes, int]
+
+
+def origin_of(request: httpx.Request) -> OriginKey:
+    """(scheme, host, port) of ``request``: all a connection is chosen by."""
+    url = request.url
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return (url.raw_scheme, url.raw_host, port)
+
+
+def within(timeout: float | None, ends: float) -> float | None:
+    """``timeout``, shortened to what is left before the loop time ``ends``."""
+    if ends == math.inf:
+        return timeout
+    left = max(0.0, ends - anyio.current_time())
+    return left if timeout is None else min(timeout, left)

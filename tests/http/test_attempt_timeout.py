@@ -18,7 +18,7 @@ import httpcore
 import pytest
 
 from hookapi import APITimeoutError, AsyncHookClient, Delivery, RetryPolicy
-from hookapi._http._pool import _Bound, _BoundStream
+from hookapi._http._core import _Bound, _BoundStream
 from hookapi.outbox import Outbox
 
 pytestmark = [pytest.mark.anyio, pytest.mark.socket]

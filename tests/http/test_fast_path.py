@@ -143,6 +143,30 @@ async def test_a_subclass_of_the_pool_takes_the_general_path() -> None:
             assert not client._transport.takes_bytes()
 
 
+async def test_the_first_post_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    events = record_quota(monkeypatch)
+    async with serve(answering(OK)) as server, client_on(server) as client:
+        assert client._transport.takes_bytes()  # asked before any request: the loop is learnt
+        sent = client._transport.post
+        posts: list[bytes] = []
+
+        async def post(body: bytes, **kwargs: Any) -> Any:
+            posts.append(body)
+            return await sent(body, **kwargs)
+
+        monkeypatch.setattr(client._transport, "post", post)
+        result = await client.post_message("first")
+    assert result.status_code == 200
+    assert posts == [b'{"message":"first"}']
+    assert events == ["answered 200"]
+
+
+def test_a_pool_asked_outside_a_loop_learns_nothing() -> None:
+    pool = ConnectionPool()
+    assert not pool.bounds_every_wait()
+    assert pool._asyncio is None  # the first request, in its loop, still picks the path
+
+
 def record_quota(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """How each reservation of every HookState ended, in order (the fast path calls these)."""
     events: list[str] = []

@@ -15,7 +15,8 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
 from hookapi import APITimeoutError, AsyncHookClient, Delivery, RetryPolicy
-from hookapi._http._pool import ConnectionPool, _as_httpx_errors
+from hookapi._http._core import _as_httpx_errors
+from hookapi._http._pool import ConnectionPool
 
 pytestmark = pytest.mark.anyio
 
