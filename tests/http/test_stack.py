@@ -37,7 +37,7 @@ from hookapi import (
     RetryPolicy,
     WrongEventLoopError,
 )
-from hookapi._http import _pool
+from hookapi._http import _core
 from hookapi._http._h1 import open_connection
 from hookapi.testing import VirtualTimeEventLoop
 
@@ -265,7 +265,7 @@ async def test_a_failure_after_the_request_arrived_is_never_sent_again(
             await server.arrived.wait()
             raise failure
 
-        monkeypatch.setattr(_pool._BoundStream, "read", read)
+        monkeypatch.setattr(_core._BoundStream, "read", read)
         async with AsyncHookClient(hook_id=HOOK, secret=SECRET, base_url=server.url) as client:
             with pytest.raises(APIConnectionError) as caught:
                 await client.post_message("once")
