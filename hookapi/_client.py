@@ -30,6 +30,7 @@ from ._exceptions import (
     builds,
     status_error_class,
 )
+from ._frozen import new, slot_setters
 from ._http import (
     ATTEMPT_EXTENSION,
     DEADLINE_EXTENSION,
@@ -100,6 +101,23 @@ class PostResult:
     attempts: int
     rate_limit: RateLimit | None
     elapsed: float
+
+
+def _post_result(
+    status_code: int, attempts: int, rate_limit: RateLimit | None, elapsed: float
+) -> PostResult:
+    """A :class:`PostResult`, built field by field (see ``hookapi._frozen``): once per call."""
+    result = new(PostResult)
+    _set_status_code(result, status_code)
+    _set_attempts(result, attempts)
+    _set_rate_limit(result, rate_limit)
+    _set_elapsed(result, elapsed)
+    return result
+
+
+_set_status_code, _set_attempts, _set_rate_limit, _set_elapsed = slot_setters(
+    PostResult, "status_code", "attempts", "rate_limit", "elapsed"
+)
 
 
 class ClientOptions(TypedDict, total=False):
@@ -500,22 +518,12 @@ class AsyncHookClient:
             status, rate_limit = await call_with_retries(
                 self._retry, call.attempt, deadline_at=deadline_at, what=self._what
             )
-            return PostResult(
-                status_code=status,
-                attempts=call.sent,
-                rate_limit=rate_limit,
-                elapsed=clock() - started,
-            )
+            return _post_result(status, call.sent, rate_limit, clock() - started)
         with anyio.CancelScope(deadline=deadline_at) as scope:
             status, rate_limit = await call_with_retries(
                 self._retry, call.attempt, deadline_at=deadline_at, what=self._what
             )
-            return PostResult(
-                status_code=status,
-                attempts=call.sent,
-                rate_limit=rate_limit,
-                elapsed=clock() - started,
-            )
+            return _post_result(status, call.sent, rate_limit, clock() - started)
         assert scope.cancelled_caught
         gate = call.extensions.get(QUOTA_WAIT_EXTENSION)
         if gate is not None:

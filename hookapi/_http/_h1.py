@@ -70,7 +70,20 @@ _NAMES: Final[dict[bytes, int | bytes]] = {
         for rest in (b"total-per-hour", b"total-per-day", b"used", b"remaining")
     },
 }
+#: _NAMES, and the names most servers send, as they are usually spelled: most lines are told
+#: apart by one lookup, without lowering the name first (``None``: a name nothing reads).
+_SPELLED: Final[dict[bytes, int | bytes | None]] = {
+    **_NAMES,
+    **{name.title(): kind for name, kind in _NAMES.items()},
+    **{
+        name: None
+        for spelling in (b"server", b"date", b"content-type", b"connection", b"cache-control")
+        for name in (spelling, spelling.title())
+    },
+}
 
+_INF: Final = math.inf
+_OTHER: Final = object()  # a name _SPELLED does not hold
 _NO_ANSWER = "Server disconnected without sending a response."
 _MID_HEAD = "Server disconnected in the middle of the response head."
 _EARLY = "Server disconnected before the response body was complete."
@@ -386,24 +399,28 @@ class H1Connection(asyncio.BufferedProtocol):
                 raise httpx.RemoteProtocolError("The response's trailers are too large.")
             return
         headers = self._headers
-        stripped = value.rstrip(b" \t")  # llhttp keeps trailing whitespace
-        headers.append((name, stripped))
+        # As llhttp reports it, trailing whitespace kept: stripped when a response is built.
+        headers.append((name, value))
         if len(headers) > MAX_FIELDS or size > MAX_HEAD:
             raise httpx.RemoteProtocolError("The response head is too large.")
-        # One lookup tells the few names that matter from the rest.
-        lower = name.lower()
-        kind = _NAMES.get(lower)
+        # One lookup tells the few names that matter from the rest, mostly without lowering.
+        kind = _SPELLED.get(name, _OTHER)
         if kind is None:
-            if lower.startswith(b"x-rate-limit-"):  # another one: the answer has a RateLimit
-                self._limits.setdefault(lower[13:], stripped)
             return
+        if kind is _OTHER:
+            lower = name.lower()
+            kind = _NAMES.get(lower)
+            if kind is None:
+                if lower.startswith(b"x-rate-limit-"):  # another one: the answer has a RateLimit
+                    self._limits.setdefault(lower[13:], value.rstrip(b" \t"))
+                return
         if type(kind) is bytes:
             # Picked out here, while llhttp reports the line: the quota reads these four on
             # every answer, and a second pass over the headers would cost as much again.
-            self._limits.setdefault(kind, stripped)
+            self._limits.setdefault(kind, value.rstrip(b" \t"))
         elif kind == _CONTENT_LENGTH:
             self._framed = True
-            if len(value) > MAX_LENGTH_DIGITS:
+            if len(value.rstrip(b" \t")) > MAX_LENGTH_DIGITS:
                 raise httpx.RemoteProtocolError("The response's Content-Length is too large.")
         elif kind == _TRANSFER_ENCODING:
             self._framed = True
@@ -479,7 +496,7 @@ class H1Connection(asyncio.BufferedProtocol):
             and not self._eof
             and not self._stray
             and not self._body
-            and self.expires_at > self._loop.time()
+            and (self.expires_at == _INF or self.expires_at > self._loop.time())
             and not (ask_socket and self._poll is not None and self._poll())
         )
 
@@ -542,7 +559,7 @@ class H1Connection(asyncio.BufferedProtocol):
         assert parser is not None
         return httpx.Response(
             status_code=parser.get_status_code(),
-            headers=self._headers,
+            headers=[(name, value.rstrip(b" \t")) for name, value in self._headers],
             stream=H1Body(self, self._complete_body(), on_close),
             extensions={
                 "http_version": b"HTTP/" + parser.get_http_version().encode("ascii"),

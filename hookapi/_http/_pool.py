@@ -477,7 +477,10 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             ):
                 idle = min(self._expiry, connection.reuse_within)
                 connection.expires_at = connection.loop_time() + idle
-                self._h1_idle.setdefault(connection.origin, []).append(connection)
+                idle_here = self._h1_idle.get(connection.origin)
+                if idle_here is None:
+                    idle_here = self._h1_idle[connection.origin] = []
+                idle_here.append(connection)
                 self._h1_idle_count += 1
             else:
                 connection.close()

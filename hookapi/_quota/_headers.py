@@ -13,6 +13,8 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from .._frozen import new, slot_setters
+
 __all__ = ["RateLimit", "parse_retry_after"]
 
 _MAX_COUNT = 10**12
@@ -88,15 +90,24 @@ def rate_limit_of(found: dict[bytes, bytes]) -> RateLimit | None:
     """
     if not found:
         return None
-    counts = [None if value is None else _raw_count(value) for value in map(found.get, _NAMES)]
-    return RateLimit(per_hour=counts[0], per_day=counts[1], used=counts[2], remaining=counts[3])
+    get = found.get
+    limit = new(RateLimit)  # built field by field (see hookapi._frozen): once per answer
+    _set_per_hour(limit, _raw_count(get(b"total-per-hour")))
+    _set_per_day(limit, _raw_count(get(b"total-per-day")))
+    _set_used(limit, _raw_count(get(b"used")))
+    _set_remaining(limit, _raw_count(get(b"remaining")))
+    return limit
 
 
-_NAMES = (b"total-per-hour", b"total-per-day", b"used", b"remaining")
+_set_per_hour, _set_per_day, _set_used, _set_remaining = slot_setters(
+    RateLimit, "per_hour", "per_day", "used", "remaining"
+)
 
 
-def _raw_count(value: bytes) -> int | None:
+def _raw_count(value: bytes | None) -> int | None:
     # bytes.isdigit() is ASCII digits only; anything else goes the way from_headers takes it.
+    if value is None:
+        return None
     if value.isdigit() and len(value) <= 12:
         return int(value)
     return _parse_count(value.decode("latin-1"))

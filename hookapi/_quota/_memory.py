@@ -19,6 +19,7 @@ from typing import Final
 
 import anyio
 
+from .._frozen import new, slot_setters
 from ._headers import RateLimit
 from ._loops import current_loop
 from ._store import HookKey, HookQuota, NotNow, QuotaAnswer, QuotaPolicy, Reservation
@@ -348,6 +349,9 @@ class _Ring:
         return sum(a.itemsize * len(a) for a in (self._counts, self._last, self._buckets))
 
 
+_set_probe, _set_token = slot_setters(Reservation, "probe", "token")
+
+
 class _Token:
     """What the store remembers of one reservation."""
 
@@ -551,8 +555,10 @@ class HookState:
             self._remaining -= 1
         if probe:
             self._probe_out = True
-        token = _Token(self._started, now, self._settled, self._lost)
-        return Reservation(probe=probe, token=token)
+        reservation = new(Reservation)  # built field by field (see hookapi._frozen)
+        _set_probe(reservation, probe)
+        _set_token(reservation, _Token(self._started, now, self._settled, self._lost))
+        return reservation
 
     def _reason(self) -> str:
         return (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -116,6 +117,18 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         """The virtual time, in seconds since the loop was made."""
         return self._virtual_now
+
+    @property
+    def _clock_resolution(self) -> float:
+        # asyncio runs a timer once its time is before "now + resolution". The clock jumps to a
+        # timer's very time; past 2**24 s (194 days) of it, adding the real clock's 1 ns to
+        # "now" rounds to "now" itself, the timer never ran and the loop spun for ever. The
+        # step of the clock's float at its value is always seen.
+        return max(1e-9, math.ulp(self._virtual_now))
+
+    @_clock_resolution.setter
+    def _clock_resolution(self, value: float) -> None:
+        pass  # asyncio sets the real clock's resolution: the property above stands instead
 
     def advance(self, seconds: float) -> None:
         """Move the clock ``seconds`` ahead (the loop does this itself whenever it is idle)."""

@@ -232,6 +232,8 @@ RATE_LIMIT_HEADS = {
     "all four": b"X-Rate-Limit-Total-Per-Hour: 60\r\nX-Rate-Limit-Total-Per-Day: 600\r\n"
     b"X-Rate-Limit-Used: 7\r\nX-Rate-Limit-Remaining: 53\r\n",
     "case and spaces": b"x-RATE-limit-remaining:  5 \t\r\nX-Rate-Limit-USED:3\r\n",
+    "usual spelling, spaced": b"X-Rate-Limit-Remaining: 5 \t\r\nX-Rate-Limit-Used:\t3  \r\n"
+    b"Content-Type: text/plain \r\nServer: x\r\nDate: y\r\nConnection: keep-alive\r\n",
     "first of two wins": b"X-Rate-Limit-Remaining: 9\r\nX-Rate-Limit-Remaining: 1\r\n",
     "malformed": b"X-Rate-Limit-Remaining: -1\r\nX-Rate-Limit-Used: 1e3\r\n"
     b"X-Rate-Limit-Total-Per-Hour: 99999999999999\r\nX-Rate-Limit-Total-Per-Day: \xb2\r\n",
