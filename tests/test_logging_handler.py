@@ -735,3 +735,41 @@ async def test_with_its_thread_running_a_delivering_block_is_refused(
             pass  # pragma: no cover
     with pytest.raises(InvalidInputError, match="thread must be True or False"):
         HookHandler(make_client(emulator, hook), thread=1)  # type: ignore[arg-type]
+
+
+class Blocking(httpx.AsyncBaseTransport):
+    """A hook whose transport blocks the handler's event loop until released (a stuck thread)."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.entered.set()
+        self.release.wait()  # blocks the loop itself: no timeout or cancellation reaches it
+        return httpx.Response(200, text="ok")
+
+
+def test_close_says_so_when_the_thread_outlives_its_drain(
+    emulator: Emulator, hook: Hook, logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A thread stuck past its drain (a lock held across a fork, a blocking call on its loop)
+    # loses what it holds with the process: close() must say so, not return in silence.
+    blocking = Blocking()
+    handler = HookHandler(make_client(emulator, hook, transport=blocking), drain_timeout=0.01)
+    logger.addHandler(handler)
+    logger.error("payment %d failed", 0)
+    assert blocking.entered.wait(60)
+    logger.error("payment %d failed", 1)
+    thread = next(t for t in threading.enumerate() if t.name == "hookapi-log-handler")
+    try:
+        handler.close()
+        assert thread.is_alive()
+        warned = [r.getMessage() for r in caplog.records if "still running" in r.getMessage()]
+        assert len(warned) == 1
+        assert "up to 2 record(s) may never be delivered" in warned[0]
+        assert hook.secret not in warned[0]
+    finally:
+        blocking.release.set()
+        thread.join(60)
+    assert not thread.is_alive()

@@ -336,6 +336,19 @@ class HookHandler(logging.Handler):
                 # The outbox gives up after drain_timeout; the rest is closing the client.
                 wait = self._drain_timeout + 1.0
                 thread.join(None if math.isinf(wait) else wait)
+                if thread.is_alive():
+                    # Stuck past its drain (a lock held across a fork, a blocking call in
+                    # the loop): what it holds is lost with the process; say so, never silently.
+                    pump = self._pump
+                    held = len(feed.entries) + (pump.held if pump is not None else 0)
+                    logger.warning(
+                        "%r closed while its thread was still running, %.1f s after its "
+                        "drain_timeout: up to %d record(s) may never be delivered",
+                        self,
+                        wait,
+                        held,
+                        extra={"hookapi_event": "log_handler"},
+                    )
         elif feed is not None and not waiting and (feed.entries or feed.dropped):
             logger.warning(
                 "%r closed with %d record(s) never delivered: no delivering() block ran",
