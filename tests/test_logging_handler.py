@@ -773,3 +773,31 @@ def test_close_says_so_when_the_thread_outlives_its_drain(
         blocking.release.set()
         thread.join(60)
     assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_threads_imports_are_done_before_it_starts(backend: str) -> None:
+    # A fork while the handler's thread imports leaves the child a half-run module (seen:
+    # "partially initialized module 'httpcore'", the child's records lost): the thread's path
+    # is imported on the constructing thread, which is the one that may fork.
+    code = textwrap.dedent(
+        """
+        import sys
+        from hookapi.logging import HookHandler
+        HookHandler("http://127.0.0.1:9/h1/" + "ab" * 16, backend=sys.argv[1])
+        wanted = {
+            "asyncio": ["anyio._backends._asyncio"],
+            "trio": ["anyio._backends._trio", "hookapi._http._core", "httpcore._backends.trio"],
+        }[sys.argv[1]]
+        print(",".join(name for name in wanted if name not in sys.modules))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, backend],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

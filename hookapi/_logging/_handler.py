@@ -48,16 +48,21 @@ def _never_sent(name: str) -> bool:
 def _preload(backend: str) -> None:
     """Import now, in the caller's thread, what the handler's thread imports as it starts.
 
-    The event loop's backend, and whether OpenTelemetry is there (the client asks at its first
-    post). A process that forks while another thread is importing gives the child a module
-    that never finishes initialising: the child's first record would start a thread that dies
-    on it, and the child's records would be queued for nobody.
+    The event loop's backend, whether OpenTelemetry is there (the client asks at its first
+    post), and on trio the pool's path there (httpcore, its trio backend, h11). A process that
+    forks while another thread is importing gives the child a module that never finishes
+    initialising: the child's first record would start a thread that dies on it, and the
+    child's records would be queued for nobody (seen: ``partially initialized module
+    'httpcore'`` in a child forked right after the parent's first record, on trio).
     """
     try:
         importlib.import_module(f"anyio._backends._{backend}")
     except ImportError as error:
         raise InvalidInputError(f"backend={backend!r} needs {error.name} installed.") from None
     _api_installed()
+    if backend == "trio":
+        importlib.import_module("hookapi._http._core")
+        importlib.import_module("httpcore._backends.trio")
 
 
 def _key(record: logging.LogRecord) -> str:
