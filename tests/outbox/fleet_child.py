@@ -6,12 +6,15 @@ once its outbox runs, then waits for a line on standard input (``go``) unless
 ``stop`` line), printing ``put ID TEXT`` as each ``put`` returns (the message is acknowledged:
 it is in Redis), or ``refused TEXT`` when Redis is away. Then it prints ``stopped``, and
 leaves the outbox (which delivers its own messages first) when ``exit`` comes
-(``options["exit"]``: at once).
+(``options["exit"]``: at once). It prints ``lost`` each time its outbox stops delivering the
+shared queue while the process lives on (its lease ran out during a pause, or Redis was away):
+a lost deliverer, as a killed one is, whose message in flight may go twice or be reported.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -33,6 +36,14 @@ from hookapi.cli._stage import ScaledClock, ScaledTimeLoop
 
 def say(line: str) -> None:
     print(line, flush=True)
+
+
+class SayLost(logging.Handler):
+    """Print ``lost`` when the outbox says it stops delivering the shared queue."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "stops delivering the shared queue" in record.getMessage():
+            say("lost")
 
 
 async def run(options: dict[str, Any]) -> None:
@@ -114,6 +125,7 @@ async def run(options: dict[str, Any]) -> None:
 
 def main() -> None:
     options = json.loads(sys.argv[1])
+    logging.getLogger("hookapi").addHandler(SayLost(logging.WARNING))
     scale = float(options.get("scale", 1.0))
     anyio.run(
         run,

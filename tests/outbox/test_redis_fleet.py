@@ -79,6 +79,10 @@ class Child:
         self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
 
+    def losses(self) -> int:
+        """How many times this process stopped delivering while it lived on (``lost``)."""
+        return sum(line == "lost" for line in list(self.lines))
+
     def acknowledged(self) -> dict[str, int]:
         """Text -> id of every message whose put returned."""
         found = {}
@@ -234,6 +238,7 @@ def test_three_producers_interleaved_one_queue_in_order_never_refused(
 # -- the deliverer killed again and again --------------------------------------------------
 
 KILLS = 20
+PAUSE_EVERY = 5  # every fifth strike pauses the holder (SIGSTOP) past its lease instead
 LEASE = 0.4  # real seconds
 POLL = 0.01
 
@@ -266,7 +271,7 @@ def test_the_deliverer_killed_at_random_points_loses_nothing(
     admin = redis.Redis.from_url(redis_server.url, decode_responses=True)
     takeovers: list[float] = []
     left: list[float] = []
-    kills = 0
+    kills = pauses = strikes = 0
     serial = 0
     try:
         producers = [fleet.spawn(f"w{serial + n}") for n in range(3)]
@@ -288,6 +293,20 @@ def test_the_deliverer_killed_at_random_points_loses_nothing(
             pid = int(str(holder).split("@")[0])
             victim = next((c for c in producers if c.process.pid == pid), None)
             if victim is None:
+                continue
+            strikes += 1
+            if strikes % PAUSE_EVERY == 0:
+                # Paused past its lease (a process starved of CPU, or stopped): another takes
+                # over, and the paused one, running again, must stop at its next write.
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    stopped = time.monotonic()
+                    while str(admin.get(owner) or pid).split("@")[0] == str(pid):
+                        assert time.monotonic() < stopped + _WAIT, f"no takeover (seed {seed})"
+                        time.sleep(0.001)
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                pauses += 1
                 continue
             os.kill(pid, signal.SIGKILL)
             struck = time.monotonic()
@@ -328,11 +347,19 @@ def test_the_deliverer_killed_at_random_points_loses_nothing(
     acknowledged: dict[str, int] = {}
     for child in fleet.children:
         acknowledged.update(child.acknowledged())
+    # A deliverer paused past its lease (a starved process on a busy machine) is a lost one
+    # too, as the docs say: another takes over, and its message in flight may go twice or be
+    # reported. The living processes say each time (``lost``); the bounds count them.
+    losses = sum(child.losses() for child in fleet.children)
+    ended = kills + losses
     delivered = [m.text for m in sorted(emulator.messages(), key=lambda m: m.received_monotonic)]
     counts = Counter(delivered)
     duplicates = sum(n - 1 for n in counts.values())
     missing = set(acknowledged) - set(counts)
-    why = f"seed {seed}, {kills} kills, {duplicates} duplicates, missing {sorted(missing)}"
+    why = (
+        f"seed {seed}, {kills} kills, {pauses} pauses, {losses} leases lost, "
+        f"{duplicates} duplicates, missing {sorted(missing)}"
+    )
     # How long after each kill another process held the lease, and how much of that the
     # dead holder's lease still had to run when it died.
     beyond = sorted(t - r for t, r in zip(takeovers, left, strict=True))
@@ -340,27 +367,37 @@ def test_the_deliverer_killed_at_random_points_loses_nothing(
     record_property("takeover_max", round(takeovers[-1], 4))
     record_property("takeover_p50", round(takeovers[len(takeovers) // 2], 4))
     record_property("takeover_beyond_lease_max", round(beyond[-1], 4))
+    record_property("leases_lost", losses)
     print(
         f"\n[crash loop] {delivery} x{concurrency}: {len(acknowledged)} acknowledged, "
-        f"{kills} kills, {duplicates} duplicates, {len(letters)} unknown; takeover p50 "
-        f"{takeovers[len(takeovers) // 2]:.3f} s, max {takeovers[-1]:.3f} s (lease {LEASE} s); "
+        f"{kills} kills, {pauses} pauses, {losses} leases lost, {duplicates} duplicates, "
+        f"{len(letters)} unknown; takeover p50 {takeovers[len(takeovers) // 2]:.3f} s, "
+        f"max {takeovers[-1]:.3f} s (lease {LEASE} s); "
         f"after the lease ran out: p50 {beyond[len(beyond) // 2]:.3f} s, max {beyond[-1]:.3f} s"
     )
     assert kills >= KILLS
+    # Every holder paused past its lease said, once running again, that it stopped delivering.
+    assert losses >= pauses > 0, why
     # (A message whose put returned in a process killed before it said so is delivered too.)
     assert all(text.startswith("w") for text in counts), why
     if delivery == "at_least_once":
         assert missing == set(), why
         assert letters == set(), why
-        assert duplicates <= kills * concurrency, why
+        assert duplicates <= ended * concurrency, why
     else:
         assert duplicates == 0, why
         # Only a message caught mid-send may be missing, and it is reported, not lost.
         assert missing <= letters, why
-        assert len(letters) <= kills * concurrency, why
+        assert len(letters) <= ended * concurrency, why
     if concurrency == 1:
-        # In the order Redis accepted them: a resent message comes again right away.
-        firsts = [acknowledged[t] for t in dict.fromkeys(delivered) if t in acknowledged]
+        # In the order Redis accepted them: a resent message comes again right away. A message
+        # reported UNKNOWN is left out: a holder paused mid-send may post it after the next
+        # holder's first posts (at_least_once, its late copy is a duplicate, after its first).
+        firsts = [
+            acknowledged[t]
+            for t in dict.fromkeys(delivered)
+            if t in acknowledged and t not in letters
+        ]
         assert firsts == sorted(firsts), why
 
 
@@ -422,18 +459,24 @@ def test_redis_killed_and_restarted_with_aof_loses_nothing_acknowledged(
     for child in fleet.children:
         acknowledged.update(child.acknowledged())
         refused += sum(line.startswith("refused ") for line in child.lines)
+    # Each time a deliverer stopped (Redis gone, or its lease run out while it was starved of
+    # CPU), its message in flight may go again.
+    losses = sum(child.losses() for child in fleet.children)
     delivered = [m.text for m in sorted(emulator.messages(), key=lambda m: m.received_monotonic)]
     counts = Counter(delivered)
     duplicates = sum(n - 1 for n in counts.values())
     record_property("restart_refused_puts", refused)
     print(
         f"\n[redis restart] {len(acknowledged)} acknowledged, {refused} puts refused while "
-        f"Redis was down, {duplicates} duplicates"
+        f"Redis was down, {losses} deliverers stopped, {duplicates} duplicates"
     )
-    # Nothing acknowledged is lost; what was in flight when Redis died went again at most once.
+    # Nothing acknowledged is lost; what was in flight when a deliverer stopped went again at
+    # most once (concurrency 1).
     assert set(acknowledged) <= set(counts)
     twice = sorted(text for text, n in counts.items() if n > 1)
-    assert duplicates <= 1, f"sent again: {twice}; Redis died after {down} deliveries"
+    assert duplicates <= losses, (
+        f"sent again: {twice}; Redis died after {down} deliveries; {losses} stopped"
+    )
     # A put cut off by the kill may have reached the file before its answer was lost (the one
     # ambiguity the docs state): it is then delivered, once, though its put raised.
     refused_texts = {
